@@ -1,0 +1,79 @@
+"""What the thin entry points share: config checks before Hydra runs, one-line user errors.
+
+Users get one line naming what was wrong and what is allowed, and exit code 2; developers get the
+full traceback with `HYDRA_FULL_ERROR=1`.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from typing import Callable, TypeVar
+
+from omegaconf import DictConfig, OmegaConf
+
+from nasrank.benchmarks.paths import REPO_ROOT
+from nasrank.errors import NasrankError
+
+CONF_DIR = REPO_ROOT / "conf"
+T = TypeVar("T")
+OmegaConf.register_new_resolver("repo_root", lambda: str(REPO_ROOT), replace=True)
+
+
+def _options(group: str) -> list[str]:
+    folder = CONF_DIR / group
+    return sorted(str(p.relative_to(folder).with_suffix("")) for p in folder.rglob("*.yaml"))
+
+
+def check_group_overrides(argv: list[str]) -> str | None:
+    """Message for the first `group=option` override naming an option that does not exist.
+
+    Hydra's own message for this spans many lines; users mistype these most, so it is checked first.
+    """
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        key = key.lstrip("+~")
+        if not sep or not (CONF_DIR / key).is_dir() or key == "hydra":
+            continue
+        for option in value.split(","):
+            if option not in ("null", "") and option not in _options(key):
+                return f"unknown {key} option {option!r}; allowed: {', '.join(_options(key))}"
+    return None
+
+
+def user_error(err: BaseException) -> NasrankError | None:
+    """The `NasrankError` behind an exception (Hydra wraps errors raised while instantiating)."""
+    while err is not None:
+        if isinstance(err, NasrankError):
+            return err
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def guard(task: Callable[[DictConfig], T]) -> Callable[[DictConfig], T]:
+    """Wrap a Hydra task so user errors become one line (Hydra would print a traceback)."""
+
+    @functools.wraps(task)
+    def wrapped(cfg: DictConfig) -> T:
+        try:
+            return task(cfg)
+        except Exception as exc:  # noqa: BLE001 - turned into one line unless the developer asks for more
+            err = user_error(exc)
+            if err is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            fail(str(err))
+
+    return wrapped
+
+
+def run(main: Callable[[], object]) -> None:
+    """Check group overrides, then run the `@hydra.main` function."""
+    if msg := check_group_overrides(sys.argv[1:]):
+        fail(msg)
+    main()

@@ -1,0 +1,144 @@
+"""`ArchRankDataModule`: one benchmark, one target, seeded splits, PyG batches for every model.
+
+Batches are assembled from the benchmark's stacked dense graphs (see `nasrank.encodings.graph`), so
+the same batch type feeds the GIN/MLP encoders (`x`, `edge_index`), the NAR transformer
+(`tokens`) and the ReNAS CNN (`tensor`), and scoring a 423k-cell space needs no per-cell objects.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Callable, Sequence
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from nasrank.benchmarks.benchmark import Benchmark
+from nasrank.data.splits import Split, assign_tiers, make_split, tier_thresholds
+from nasrank.encodings.graph import DenseGraphs, dense_graphs, to_batch
+from nasrank.errors import ConfigError, CorruptDataError
+
+TENSORS = ("renas", "nar")
+
+
+class ArchRankDataModule(L.LightningDataModule):
+    """Serves train/val/test splits of (architecture, target) as PyG `Batch`es.
+
+    Args:
+        benchmark: a `Benchmark` or a zero-argument callable returning one (Hydra `_partial_`).
+        target: e.g. ``"cifar100/test_acc"``; must be one of the benchmark's targets.
+        n_train, n_val: counts, or fractions in (0, 1) of the pool; test = every remaining row.
+        split_seed: seed of the split (independent of the training seed).
+        dedup_iso: split over one representative per isomorphism class.
+        num_tiers: k quantile tiers of the training targets (tier 0 = best) attached to each row.
+        tensors: extra encodings to attach: ``"renas"`` (`batch.tensor`) and/or ``"nar"`` (`batch.tokens`).
+        node_costs: append per-node FLOPs/params (normalised) to the node features `x`.
+        cost_dataset: dataset whose network sizes define FLOPs/params (default: the target's).
+        eval_targets: more target keys evaluated on the test split (cross-dataset transfer).
+    """
+
+    def __init__(self, benchmark: Benchmark | Callable[[], Benchmark], target: str, n_train: int | float = 0.1,
+                 n_val: int | float = 0, split_seed: int = 0, batch_size: int = 128, eval_batch_size: int = 4096,
+                 dedup_iso: bool = False, num_tiers: int = 5, tensors: Sequence[str] = (), node_costs: bool = True,
+                 cost_dataset: str | None = None, eval_targets: Sequence[str] = (), num_workers: int = 0) -> None:
+        super().__init__()
+        tensors, eval_targets = list(tensors), list(eval_targets)  # plain lists: checkpoints load with weights_only
+        self.save_hyperparameters(ignore=["benchmark"])
+        self.benchmark = benchmark if isinstance(benchmark, Benchmark) else benchmark()
+        self.values = self.benchmark.target(target)
+        self.extra_values = np.stack([self.benchmark.target(t) for t in eval_targets], 1) if eval_targets else None
+        if not np.isfinite(self.values).all():
+            raise CorruptDataError(f"target {target!r} of {self.benchmark.name} has {int((~np.isfinite(self.values)).sum())} NaN/inf values")
+        unknown = [t for t in tensors if t not in TENSORS]
+        if unknown:
+            raise ConfigError(f"unknown tensor encoding(s) {unknown}; allowed: {', '.join(TENSORS)}")
+        iso = self.benchmark.iso_keys() if dedup_iso else None
+        self.split: Split = make_split(len(self.benchmark), n_train, n_val, split_seed, iso)
+        train_values = self.values[self.split.train]
+        self.y_mean, self.y_std = float(train_values.mean()), float(train_values.std() + 1e-8)
+        self.thresholds = tier_thresholds(train_values, num_tiers)
+        self.tiers = assign_tiers(self.values, self.thresholds)
+
+    @property
+    def num_ops(self) -> int:
+        return len(self.benchmark.space.node_ops)
+
+    @property
+    def num_node_features(self) -> int:
+        return self.num_ops + (2 if self.hparams.node_costs else 0)
+
+    def data_info(self) -> dict:
+        """Sizes models need to build themselves (read off a real collated batch, so they always agree)."""
+        sample = self.collate(self.split.train[:2])
+        info = dict(in_dim=self.num_node_features, num_ops=self.num_ops, max_nodes=self.benchmark.space.max_nodes,
+                    num_tiers=self.hparams.num_tiers, space=self.benchmark.space.name)
+        if "tensor" in sample:
+            info["channels"] = sample.tensor.shape[1]
+        if "tokens" in sample:
+            info["token_dim"] = sample.tokens.shape[-1]
+        return info
+
+    @cached_property
+    def graphs(self) -> DenseGraphs:
+        return dense_graphs(self.benchmark.archs, self.benchmark.space)
+
+    @cached_property
+    def cost_dataset(self) -> str:
+        return self.hparams.cost_dataset or self.hparams.target.split("/")[0]
+
+    @cached_property
+    def node_cost_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-cell, per-node (MFLOPs, M params), each (N, cells, M); zeros where the space has no
+        analytic cost model (NAS-Bench-Graph), so every model sees the same feature layout."""
+        from nasrank.encodings.cost import SPACES_WITH_COSTS, node_costs
+
+        g = self.graphs
+        if self.benchmark.space.name not in SPACES_WITH_COSTS:
+            zeros = np.zeros((len(g.ops), 1, g.ops.shape[1]), dtype=np.float32)
+            return zeros, zeros
+        return node_costs(self.benchmark.space.name, g.ops, g.adj, self.cost_dataset)
+
+    @cached_property
+    def _node_extra(self) -> np.ndarray:
+        flops, params = (a.sum(1) for a in self.node_cost_arrays)
+        scale = lambda a: a / max(float(a.max()), 1e-12)  # noqa: E731 - O(1) features for every space
+        return np.stack([scale(flops), scale(params)], -1).astype(np.float32)
+
+    def collate(self, rows: Sequence[int]) -> "torch_geometric.data.Batch":  # noqa: F821
+        """Build one PyG `Batch` for these benchmark rows (vectorised)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        g = self.graphs
+        ops, adj = torch.from_numpy(g.ops[rows]), torch.from_numpy(g.adj[rows])
+        y = torch.from_numpy(self.values[rows]).float()
+        attrs = dict(y=y, y_norm=(y - self.y_mean) / self.y_std, tier=torch.from_numpy(self.tiers[rows]),
+                     idx=torch.from_numpy(rows))
+        if self.extra_values is not None:
+            attrs["y_extra"] = torch.from_numpy(self.extra_values[rows]).float()
+        if self.hparams.tensors:
+            from nasrank.encodings import tensor as T
+
+            flops, params = (torch.from_numpy(a[rows]) for a in self.node_cost_arrays)
+            if "renas" in self.hparams.tensors:
+                attrs["tensor"] = T.renas_tensor(self.benchmark.space.name, ops, adj, flops, params)
+            if "nar" in self.hparams.tensors:
+                attrs["tokens"], attrs["token_mask"] = T.nar_tokens(self.benchmark.space.name, ops, adj, flops, params)
+        extra = torch.from_numpy(self._node_extra[rows]) if self.hparams.node_costs else None
+        return to_batch(ops, adj, self.num_ops, node_extra=extra, **attrs)
+
+    def rows_loader(self, rows: np.ndarray, shuffle: bool = False, batch_size: int | None = None) -> DataLoader:
+        """A loader over any benchmark rows (e.g. the whole space, for search)."""
+        gen = torch.Generator().manual_seed(int(self.hparams.split_seed)) if shuffle else None
+        return DataLoader(rows.tolist(), batch_size=batch_size or self.hparams.eval_batch_size, shuffle=shuffle,
+                          generator=gen, collate_fn=self.collate, num_workers=self.hparams.num_workers)
+
+    def train_dataloader(self) -> DataLoader:
+        return self.rows_loader(self.split.train, shuffle=True, batch_size=self.hparams.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        rows = self.split.val if len(self.split.val) >= 2 else self.split.train
+        return self.rows_loader(rows)
+
+    def test_dataloader(self) -> DataLoader:
+        return self.rows_loader(self.split.test)

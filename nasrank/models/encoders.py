@@ -1,0 +1,72 @@
+"""Graph encoders shared by every ranker: each maps a PyG batch to one embedding per graph.
+
+They read only `x`, `edge_index` and `batch`, so one encoder config serves every space and model.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+from torch import nn
+from torch_geometric.nn import GINConv, global_add_pool, global_mean_pool
+from torch_geometric.utils import to_dense_batch
+
+
+def mlp(sizes: list[int], dropout: float = 0.0, final_act: bool = False) -> nn.Sequential:
+    """Linear-ReLU stack; `final_act` keeps the activation after the last layer."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2 or final_act:
+            layers += [nn.ReLU(), nn.Dropout(dropout)] if dropout else [nn.ReLU()]
+    return nn.Sequential(*layers)
+
+
+class FlatMLPEncoder(nn.Module):
+    """MLP over the node features laid out in node order (the one-hot "adjacency-free" baseline).
+
+    Nodes are padded to `max_nodes` so the same position always means the same node/edge of the cell.
+    """
+
+    def __init__(self, in_dim: int, max_nodes: int, hidden: int = 128, layers: int = 2, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.max_nodes = max_nodes
+        self.net = mlp([in_dim * max_nodes] + [hidden] * layers, dropout, final_act=True)
+        self.out_dim = hidden
+
+    def forward(self, batch) -> torch.Tensor:
+        dense, _ = to_dense_batch(batch.x, batch.batch, max_num_nodes=self.max_nodes, batch_size=batch.num_graphs)
+        return self.net(dense.flatten(1))
+
+
+class GINEncoder(nn.Module):
+    """GIN over the node-op DAG, with sum + mean readout of every layer (jumping knowledge)."""
+
+    def __init__(self, in_dim: int, hidden: int = 64, layers: int = 3, dropout: float = 0.0) -> None:
+        super().__init__()
+        dims = [in_dim] + [hidden] * layers
+        self.convs = nn.ModuleList(GINConv(mlp([a, b, b]), train_eps=True) for a, b in zip(dims[:-1], dims[1:]))
+        self.dropout = nn.Dropout(dropout)
+        self.out_dim = 2 * hidden * layers
+
+    def forward(self, batch) -> torch.Tensor:
+        h, reads = batch.x, []
+        # message passing both ways: a cell's quality depends on what feeds a node and what it feeds
+        edge_index = torch.cat([batch.edge_index, batch.edge_index.flip(0)], 1)
+        for conv in self.convs:
+            h = self.dropout(torch.relu(conv(h, edge_index)))
+            reads += [global_add_pool(h, batch.batch, batch.num_graphs), global_mean_pool(h, batch.batch, batch.num_graphs)]
+        return torch.cat(reads, 1)
+
+
+def build(factory, data_info: dict) -> nn.Module:
+    """Call a Hydra `_partial_` module factory, filling the data-dependent sizes it asks for.
+
+    Input sizes (`in_dim`, `max_nodes`, `channels`, `token_dim`, …) depend on the benchmark, so
+    configs leave them out and the datamodule's `data_info()` supplies them by parameter name.
+    """
+    func = getattr(factory, "func", factory)
+    given = getattr(factory, "keywords", {})
+    wanted = inspect.signature(func).parameters
+    return factory(**{k: v for k, v in data_info.items() if k in wanted and k not in given})

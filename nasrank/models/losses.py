@@ -1,0 +1,73 @@
+"""Ranking losses, vectorised over all pairs/lists of a batch (no Python loops over pairs).
+
+Each loss is a small `nn.Module` taking (scores, targets) with higher = better, so any model
+can be combined with any loss by config (`conf/loss/`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _pairs(scores: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Score differences o_i - o_j and signs sign(y_i - y_j) over all ordered pairs with y_i != y_j."""
+    diff = scores[:, None] - scores[None, :]
+    sign = torch.sign(target[:, None] - target[None, :])
+    keep = sign != 0
+    return diff[keep], sign[keep]
+
+
+class PairwiseLogistic(nn.Module):
+    """ReNAS / NAR ranking loss: mean log(1 + exp(-(o_i - o_j) · sign(y_i - y_j))) over all pairs."""
+
+    def forward(self, scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        diff, sign = _pairs(scores.flatten(), target.flatten())
+        return F.softplus(-diff * sign).mean() if diff.numel() else scores.sum() * 0.0
+
+
+class PairwiseHinge(nn.Module):
+    """Margin ranking: mean max(0, margin - (o_i - o_j) · sign(y_i - y_j))."""
+
+    def __init__(self, margin: float = 0.1) -> None:
+        super().__init__()
+        self.margin = margin
+
+    def forward(self, scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        diff, sign = _pairs(scores.flatten(), target.flatten())
+        return F.relu(self.margin - diff * sign).mean() if diff.numel() else scores.sum() * 0.0
+
+
+class ListNet(nn.Module):
+    """ListNet top-1: cross-entropy between softmax(targets / temperature) and softmax(scores).
+
+    Targets are standardised within the batch first, so the loss is invariant to target shifts and
+    the temperature means the same on every benchmark.
+    """
+
+    def __init__(self, temperature: float = 1.0) -> None:
+        super().__init__()
+        self.temperature = temperature
+
+    def forward(self, scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        t = (target - target.mean()) / (target.std() + 1e-8)
+        return -(F.softmax(t / self.temperature, 0) * F.log_softmax(scores.flatten(), 0)).sum()
+
+
+class ListMLE(nn.Module):
+    """ListMLE: negative log-likelihood of the true order under the Plackett-Luce model of scores."""
+
+    def forward(self, scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        s = scores.flatten()[torch.argsort(target.flatten(), descending=True)]
+        # log sum_{k >= i} exp(s_k), via a reversed cumulative logsumexp
+        tail = torch.logcumsumexp(s.flip(0), 0).flip(0)
+        return (tail - s).mean()
+
+
+class MSE(nn.Module):
+    """Regression (the baseline predictors' loss); modules pass targets standardised with the
+    training split's mean/std, so scores are on that scale."""
+
+    def forward(self, scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(scores.flatten(), target.flatten())

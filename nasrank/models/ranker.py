@@ -1,0 +1,88 @@
+"""`RankerModule`: what every ranking LightningModule shares.
+
+Subclasses only define `forward(batch) -> scores` (higher = better) and, if needed, `training_loss`.
+Validation and test metrics are computed once per epoch over the whole split (gathered across
+ranks), never averaged over batches; the logged names (`val/ktau`, `test/ktau`, `test/p@10`, …) are
+the same for every model so sweeps and dashboards compare them directly.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import lightning as L
+import torch
+from torch import nn
+
+from nasrank.metrics import DEFAULT_KS, RankingMetrics
+
+
+class RankerModule(L.LightningModule):
+    """Base class: loss on standardised targets, whole-split ranking metrics, optimiser from config.
+
+    Args:
+        loss: a ranking/regression loss module (`nasrank.models.losses`).
+        optimizer: partial optimiser (Hydra `_partial_`), called with the parameters.
+        scheduler: optional partial LR scheduler, stepped every optimisation step.
+        eval_targets: names of the datamodule's extra targets (`batch.y_extra` columns) to rank too.
+    """
+
+    def __init__(self, loss: nn.Module, optimizer: Callable, scheduler: Callable | None = None,
+                 eval_targets: Sequence[str] = (), ks: Sequence[int] = DEFAULT_KS) -> None:
+        super().__init__()
+        self.loss_fn = loss
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.eval_targets = list(eval_targets)
+        self.val_metrics = RankingMetrics(tuple(ks))
+        self.test_metrics = RankingMetrics(tuple(ks))
+        self.transfer_metrics = nn.ModuleList(RankingMetrics(tuple(ks)) for _ in self.eval_targets)
+        self.last_test: dict[str, float] = {}
+
+    def forward(self, batch) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def training_loss(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Loss and extra values to log; the default ranks/regresses `forward` against `y_norm`."""
+        return self.loss_fn(self(batch), batch.y_norm), {}
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        loss, extra = self.training_loss(batch)
+        n = batch.num_graphs
+        self.log("train/loss", loss, batch_size=n, on_step=False, on_epoch=True, prog_bar=True)
+        for name, value in extra.items():
+            self.log(f"train/{name}", value, batch_size=n, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self.val_metrics.update(self(batch), batch.y, batch.idx)
+
+    def on_validation_epoch_end(self) -> None:
+        values = self.val_metrics.compute()
+        self.val_metrics.reset()
+        self.log("val/ktau", values["ktau"], prog_bar=True)
+        self.log("val/spearman", values["spearman"])
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        scores = self(batch)
+        self.test_metrics.update(scores, batch.y, batch.idx)
+        for k, metric in enumerate(self.transfer_metrics):
+            metric.update(scores, batch.y_extra[:, k], batch.idx)
+
+    def on_test_epoch_end(self) -> None:
+        results = {f"test/{k}": v for k, v in self.test_metrics.compute().items()}
+        for name, metric in zip(self.eval_targets, self.transfer_metrics):
+            results.update({f"transfer/{name}/{k}": v for k, v in metric.compute().items()})
+            metric.reset()
+        self.test_metrics.reset()
+        self.log_dict(results)
+        self.last_test = results
+
+    def predict_step(self, batch, batch_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return batch.idx, self(batch)
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer=optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,19 @@
+"""Train and test a ranker: `python train.py model=nar data=nb201_cifar100` (see conf/train.yaml)."""
+
+import hydra
+from omegaconf import DictConfig
+
+from nasrank import cli
+from nasrank.training import summary, train
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+@cli.guard
+def main(cfg: DictConfig) -> float | None:
+    metrics, _ = train(cfg)
+    print(summary(metrics))
+    return metrics.get(cfg.get("optimized_metric"))
+
+
+if __name__ == "__main__":
+    cli.run(main)
