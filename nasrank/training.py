@@ -24,7 +24,7 @@ def instantiate_list(cfg: DictConfig | None) -> list[Any]:
 
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Fit and test one ranker; returns (metrics, objects) so callers can inspect what ran."""
-    L.seed_everything(cfg.seed, workers=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = hydra.utils.instantiate(cfg.data)
     model = hydra.utils.instantiate(cfg.model, data_info=datamodule.data_info())
     loggers = instantiate_list(cfg.get("logger"))

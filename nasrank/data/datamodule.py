@@ -17,7 +17,9 @@ from torch.utils.data import DataLoader
 
 from nasrank.benchmarks.benchmark import Benchmark
 from nasrank.data.splits import Split, assign_tiers, make_split, tier_thresholds
+from nasrank.encodings.cost import SPACES_WITH_COSTS, CostScale, node_cost_scale, node_costs
 from nasrank.encodings.graph import DenseGraphs, dense_graphs, to_batch
+from nasrank.encodings.tensor import nar_tokens, renas_tensor
 from nasrank.errors import ConfigError, CorruptDataError
 
 TENSORS = ("renas", "nar")
@@ -92,8 +94,6 @@ class ArchRankDataModule(L.LightningDataModule):
     def node_cost_arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-cell, per-node (MFLOPs, M params), each (N, cells, M); zeros where the space has no
         analytic cost model (NAS-Bench-Graph), so every model sees the same feature layout."""
-        from nasrank.encodings.cost import SPACES_WITH_COSTS, node_costs
-
         g = self.graphs
         if self.benchmark.space.name not in SPACES_WITH_COSTS:
             zeros = np.zeros((len(g.ops), 1, g.ops.shape[1]), dtype=np.float32)
@@ -101,10 +101,18 @@ class ArchRankDataModule(L.LightningDataModule):
         return node_costs(self.benchmark.space.name, g.ops, g.adj, self.cost_dataset)
 
     @cached_property
+    def cost_scale(self) -> CostScale:
+        """Fixed per-(space, dataset) constants (largest single node), not data maxima, so the
+        features of a cell do not depend on which benchmark rows happen to be loaded."""
+        if self.benchmark.space.name not in SPACES_WITH_COSTS:
+            return CostScale(1.0, 1.0)
+        return node_cost_scale(self.benchmark.space.name, self.cost_dataset)
+
+    @cached_property
     def _node_extra(self) -> np.ndarray:
-        flops, params = (a.sum(1) for a in self.node_cost_arrays)
-        scale = lambda a: a / max(float(a.max()), 1e-12)  # noqa: E731 - O(1) features for every space
-        return np.stack([scale(flops), scale(params)], -1).astype(np.float32)
+        flops, params = self.node_cost_arrays
+        cells = flops.shape[1]
+        return np.stack([flops.sum(1) / (self.cost_scale.flops * cells), params.sum(1) / (self.cost_scale.params * cells)], -1).astype(np.float32)
 
     def collate(self, rows: Sequence[int]) -> "torch_geometric.data.Batch":  # noqa: F821
         """Build one PyG `Batch` for these benchmark rows (vectorised)."""
@@ -117,13 +125,11 @@ class ArchRankDataModule(L.LightningDataModule):
         if self.extra_values is not None:
             attrs["y_extra"] = torch.from_numpy(self.extra_values[rows]).float()
         if self.hparams.tensors:
-            from nasrank.encodings import tensor as T
-
             flops, params = (torch.from_numpy(a[rows]) for a in self.node_cost_arrays)
             if "renas" in self.hparams.tensors:
-                attrs["tensor"] = T.renas_tensor(self.benchmark.space.name, ops, adj, flops, params)
+                attrs["tensor"] = renas_tensor(ops, adj, flops, params, scale=self.cost_scale)
             if "nar" in self.hparams.tensors:
-                attrs["tokens"], attrs["token_mask"] = T.nar_tokens(self.benchmark.space.name, ops, adj, flops, params)
+                attrs["tokens"], attrs["token_mask"] = nar_tokens(ops, adj, flops, params, n_ops=self.num_ops, scale=self.cost_scale)
         extra = torch.from_numpy(self._node_extra[rows]) if self.hparams.node_costs else None
         return to_batch(ops, adj, self.num_ops, node_extra=extra, **attrs)
 

@@ -1,0 +1,76 @@
+"""Split sizes, seeding, tiers and batches of the DataModule on real benchmarks."""
+
+import numpy as np
+import pytest
+import torch
+
+from nasrank.benchmarks.analognas import load_analognas
+from nasrank.data import ArchRankDataModule
+from nasrank.data.splits import assign_tiers, make_split, tier_thresholds
+from nasrank.errors import ConfigError, CorruptDataError
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    return load_analognas(cache_dir=tmp_path_factory.mktemp("cache"))
+
+
+def test_split_sizes_counts_fractions_and_seeds():
+    s = make_split(1000, 100, 0.05, seed=3)
+    assert (len(s.train), len(s.val), len(s.test)) == (100, 50, 850)
+    assert len(np.intersect1d(s.train, s.test)) == 0 and len(np.union1d(np.union1d(s.train, s.val), s.test)) == 1000
+    again = make_split(1000, 100, 0.05, seed=3)
+    assert all(np.array_equal(a, b) for a, b in zip((s.train, s.val, s.test), (again.train, again.val, again.test)))
+    assert not np.array_equal(make_split(1000, 100, 50, seed=4).train, s.train)
+
+
+@pytest.mark.parametrize("n_train, n_val, msg", [(2000, 0, "leaves fewer than 2"), (-5, 0, "negative"), (1.5, 0, "fraction"),
+                                                 (1, 0, "too small"), ("ten", 0, "count or a fraction"), (10, 995, "leaves fewer")])
+def test_bad_sizes(n_train, n_val, msg):
+    with pytest.raises(ConfigError, match=msg):
+        make_split(1000, n_train, n_val, seed=0)
+
+
+def test_iso_dedup_splits_over_classes():
+    keys = ["a", "a", "b", "c", "c", "d", "e", "f"]
+    s = make_split(len(keys), 2, 1, seed=0, iso_keys=keys)
+    rows = np.concatenate([s.train, s.val, s.test])
+    assert len(rows) == 6 and len({keys[r] for r in rows}) == 6
+
+
+def test_tiers_boundaries_ties_and_k():
+    train = np.arange(1, 11, dtype=float)  # 1..10
+    th = tier_thresholds(train, 5)
+    tiers = assign_tiers(train, th)
+    assert list(np.bincount(tiers)) == [2, 2, 2, 2, 2] and tiers[-1] == 0 and tiers[0] == 4
+    assert assign_tiers(np.array([th[0]]), th)[0] == 0  # a value on a boundary goes to the better tier
+    assert assign_tiers(np.array([5.0, 5.0, 5.0]), tier_thresholds(np.full(10, 5.0), 5)).tolist() == [0, 0, 0]
+    assert set(assign_tiers(train, tier_thresholds(train, 3))) == {0, 1, 2}
+    with pytest.raises(ConfigError):
+        tier_thresholds(train, 0)
+
+
+def test_datamodule_batches(bench):
+    dm = ArchRankDataModule(bench, "cifar10/baseline_acc", n_train=100, n_val=20, batch_size=32, tensors=["renas", "nar"])
+    assert len(dm.split.test) == 15625 - 120
+    batch = next(iter(dm.train_dataloader()))
+    assert batch.num_graphs == 32 and batch.x.shape == (32 * 8, dm.num_node_features)
+    assert batch.tensor.shape == (32, 31, 8, 8) and batch.tokens.shape[:2] == (32, 8)
+    rows = batch.idx.numpy()
+    assert torch.allclose(batch.y, torch.tensor(bench.target("cifar10/baseline_acc")[rows], dtype=torch.float32))
+    assert set(batch.tier.tolist()) <= set(range(5))
+    # the training split's tiers are quintiles
+    counts = np.bincount(dm.tiers[dm.split.train], minlength=5)
+    assert counts.min() >= 19 and counts.max() <= 21
+    test_rows = np.concatenate([b.idx.numpy() for b in dm.test_dataloader()])
+    assert np.array_equal(test_rows, dm.split.test)
+
+
+def test_datamodule_rejects_bad_target_and_nan(bench):
+    with pytest.raises(ConfigError, match="unknown target 'cifar10/acc'"):
+        ArchRankDataModule(bench, "cifar10/acc")
+    from dataclasses import replace
+
+    broken = replace(bench, targets={"cifar10/x": np.where(np.arange(len(bench)) == 5, np.nan, 1.0)}, _index=None)
+    with pytest.raises(CorruptDataError, match="NaN"):
+        ArchRankDataModule(broken, "cifar10/x")

@@ -1,0 +1,42 @@
+import numpy as np
+import pytest
+
+from nasrank.errors import InvalidArchError
+from nasrank.spaces.nbgraph import LINKS, OPS, SPACE, NBGraphArch
+
+
+def test_key_round_trip_matches_readme_example():
+    arch = NBGraphArch.from_key(88887)
+    assert arch.link == 8 and arch.ops == ("skip", "skip", "skip", "fc")
+    assert arch.key == 88887 and SPACE.from_str(arch.to_str()) == arch
+
+
+def test_enumeration_and_keys_are_a_bijection():
+    archs = list(SPACE.enumerate())
+    assert len(archs) == len(LINKS) * len(OPS) ** 4
+    assert len({a.key for a in archs}) == len(archs)
+
+
+def test_node_graph_output_reads_leaves():
+    labels, edges = NBGraphArch(3, ("gcn", "gat", "sage", "fc")).node_graph()  # links 0,0,1,2
+    assert labels == ["input", "gcn", "gat", "sage", "fc", "output"]
+    assert sorted(s for s, d in edges if d == 5) == [3, 4]
+
+
+def test_mutation_keeps_wiring():
+    rng = np.random.default_rng(1)
+    arch = SPACE.random(rng)
+    child = SPACE.mutate(arch, rng)
+    assert child.link == arch.link and sum(a != b for a, b in zip(arch.ops, child.ops)) == 1
+
+
+@pytest.mark.parametrize("key, part", [(-1, "out of range"), (90000, "out of range"), (19, "op digit 9")])
+def test_bad_keys(key, part):
+    with pytest.raises(InvalidArchError, match=part):
+        NBGraphArch.from_key(key)
+
+
+@pytest.mark.parametrize("text", ["link:9|gcn,gcn,gcn,gcn", "gcn,gcn,gcn,gcn", "link:1|gcn,gcn,gcn", "link:1|gcn,gcn,gcn,mlp"])
+def test_bad_strings(text):
+    with pytest.raises(InvalidArchError):
+        SPACE.from_str(text)

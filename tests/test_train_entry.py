@@ -1,0 +1,76 @@
+"""train.py as a user runs it: every config composes, every data config trains, errors are one line."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import NB101_CSV, NB201_CSV, compose_train
+
+from nasrank.benchmarks.paths import REPO_ROOT
+from nasrank.training import train
+
+CONF = REPO_ROOT / "conf"
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def needs_data(data: str) -> None:
+    if data.startswith("nb201") and not NB201_CSV.is_file():
+        pytest.skip(f"shared NB201 table not found at {NB201_CSV}")
+    if data.startswith("nb101") and not NB101_CSV.is_file():
+        pytest.skip(f"shared NB101 table not found at {NB101_CSV}")
+
+
+@pytest.mark.parametrize("group", ["data", "model", "trainer", "logger", "callbacks", "loss"])
+def test_every_option_composes(group, tmp_path):
+    for option in options(group):
+        cfg = compose_train([f"{group}={option}"], tmp_path)
+        assert cfg[group if group != "loss" else "model"] is not None
+
+
+@pytest.mark.parametrize("data", options("data"))
+def test_fast_train_on_each_data_config(data, tmp_path):
+    needs_data(data)
+    metrics, objs = train(compose_train(["debug=fast", f"data={data}"], tmp_path))
+    dm = objs["datamodule"]
+    assert len(dm.split.train) == 64 and len(dm.split.val) == 32
+    assert -1 <= metrics["test/ktau"] <= 1 and "val/ktau" in metrics
+
+
+def test_same_seed_same_split_and_metrics(tmp_path):
+    runs = [train(compose_train(["debug=fast", "seed=7"], tmp_path / str(i))) for i in range(2)]
+    (m1, o1), (m2, o2) = runs
+    assert (o1["datamodule"].split.train == o2["datamodule"].split.train).all()
+    assert m1["test/ktau"] == pytest.approx(m2["test/ktau"], abs=1e-6)
+    m3, o3 = train(compose_train(["debug=fast", "seed=8"], tmp_path / "other"))
+    assert not (o3["datamodule"].split.train == o1["datamodule"].split.train).all()
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    return subprocess.run([sys.executable, str(REPO_ROOT / "train.py"), *args, "debug=fast", f"hydra.run.dir={env.get('TMPDIR', '/tmp')}/nasrank_cli"],
+                          capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=300)
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["data=nb201_cifar1000"], "unknown data option 'nb201_cifar1000'; allowed:"),
+    (["model=narr"], "unknown model option 'narr'; allowed:"),
+    (["data.n_train=100000"], "leaves fewer than 2 test rows"),
+    (["data.n_train=-3"], "n_train=-3 is negative"),
+    (["data.target=cifar10/acc"], "unknown target 'cifar10/acc'"),
+])
+def test_bad_overrides_give_one_line(args, expected):
+    proc = run_cli(*args)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert expected in proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stderr.strip().count("\n") == 0, proc.stderr
+
+
+def test_missing_data_dir_names_the_file(tmp_path):
+    proc = run_cli("data=nb201_cifar10", f"paths.data_dir={tmp_path}/nothing")
+    assert proc.returncode == 2
+    assert f"NB201 table not found at {tmp_path}/nothing/nb201/nats_tss_200ep_test_acc.csv" in proc.stderr
+    assert "Traceback" not in proc.stderr
