@@ -72,6 +72,7 @@ class RankingMetrics(Metric):
         self.add_state("idx", default=[], dist_reduce_fx="cat")
         self.add_state("preds", default=[], dist_reduce_fx="cat")
         self.add_state("target", default=[], dist_reduce_fx="cat")
+        self.last_gathered: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def update(self, preds: torch.Tensor, target: torch.Tensor, idx: torch.Tensor) -> None:
         self.preds.append(preds.detach().flatten().double())
@@ -87,5 +88,7 @@ class RankingMetrics(Metric):
         return torch.from_numpy(uniq), preds[first], target[first]
 
     def compute(self) -> dict[str, float]:
-        _, preds, target = self.gathered()
+        # states are synced across ranks only inside compute(): keep what was gathered for plots
+        self.last_gathered = self.gathered()
+        _, preds, target = self.last_gathered
         return ranking_metrics(preds, target, self.ks)

@@ -5,14 +5,21 @@ Kept out of the entry script so tests and sweeps call the same function (lightni
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import time
+from pathlib import Path
 from typing import Any
 
 import hydra
 import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
+
+from nasrank.benchmarks.cache import write_atomic
+from nasrank.callbacks import TestMediaLogger
+from nasrank.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -22,28 +29,48 @@ def instantiate_list(cfg: DictConfig | None) -> list[Any]:
     return [hydra.utils.instantiate(c) for c in (cfg or {}).values() if isinstance(c, DictConfig) and "_target_" in c]
 
 
+def resolve_ckpt(ckpt_path: str | None, output_dir: str) -> str | None:
+    """`last` means this run dir's `checkpoints/last.ckpt` (resume with `hydra.run.dir=<old run>`)."""
+    if ckpt_path in (None, ""):
+        return None
+    path = Path(output_dir) / "checkpoints" / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path)
+    if not path.is_file():
+        raise ConfigError(f"checkpoint {path} not found; pass ckpt_path=<file> or ckpt_path=last with hydra.run.dir=<the run to resume>")
+    return str(path)
+
+
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Fit and test one ranker; returns (metrics, objects) so callers can inspect what ran."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = hydra.utils.instantiate(cfg.data)
     model = hydra.utils.instantiate(cfg.model, data_info=datamodule.data_info())
     loggers = instantiate_list(cfg.get("logger"))
-    callbacks = instantiate_list(cfg.get("callbacks"))
+    callbacks = instantiate_list(cfg.get("callbacks")) + [TestMediaLogger(cfg.paths.output_dir)]
     if not loggers:  # LearningRateMonitor refuses to run without a logger
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    ckpt_path = resolve_ckpt(cfg.get("ckpt_path"), cfg.paths.output_dir)
 
-    start = time.perf_counter()
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    fit_seconds = time.perf_counter() - start
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    if cfg.get("test"):
-        ckpt = "best" if trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path else None
-        trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
-        metrics.update(model.last_test)
-    metrics["time/fit_s"] = fit_seconds
+    metrics: dict[str, float] = {}
+    try:
+        if cfg.get("train", True):
+            start = time.perf_counter()
+            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+            metrics["time/fit_s"] = time.perf_counter() - start
+            metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+            ckpt_path = "best" if trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path else None
+        if cfg.get("test"):
+            trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+            metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("test/", "transfer/"))})
+    finally:
+        for lg in loggers:  # close every run, so multirun jobs never merge into one W&B run
+            if hasattr(lg, "experiment") and hasattr(lg.experiment, "finish"):
+                lg.experiment.finish()
+    if trainer.is_global_zero:
+        clean = {k: v for k, v in metrics.items() if not math.isnan(v)}
+        write_atomic(Path(cfg.paths.output_dir) / "metrics.json", json.dumps(clean, indent=1, sort_keys=True).encode())
     return metrics, {"datamodule": datamodule, "model": model, "trainer": trainer}
 
 

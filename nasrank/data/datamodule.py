@@ -8,12 +8,12 @@ the same batch type feeds the GIN/MLP encoders (`x`, `edge_index`), the NAR tran
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
 from nasrank.benchmarks.benchmark import Benchmark
 from nasrank.data.splits import Split, assign_tiers, make_split, tier_thresholds
@@ -23,6 +23,26 @@ from nasrank.encodings.tensor import nar_tokens, renas_tensor
 from nasrank.errors import ConfigError, CorruptDataError
 
 TENSORS = ("renas", "nar")
+
+
+class EpochSeededSampler(Sampler[int]):
+    """Shuffles with a permutation that depends only on (seed, epoch).
+
+    Lightning calls `set_epoch` at every epoch start, so a run resumed from a checkpoint sees exactly
+    the batches the uninterrupted run would have seen (a stateful generator would restart instead).
+    """
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(np.random.default_rng([self.seed, self.epoch]).permutation(self.size).tolist())
 
 
 class ArchRankDataModule(L.LightningDataModule):
@@ -135,9 +155,9 @@ class ArchRankDataModule(L.LightningDataModule):
 
     def rows_loader(self, rows: np.ndarray, shuffle: bool = False, batch_size: int | None = None) -> DataLoader:
         """A loader over any benchmark rows (e.g. the whole space, for search)."""
-        gen = torch.Generator().manual_seed(int(self.hparams.split_seed)) if shuffle else None
-        return DataLoader(rows.tolist(), batch_size=batch_size or self.hparams.eval_batch_size, shuffle=shuffle,
-                          generator=gen, collate_fn=self.collate, num_workers=self.hparams.num_workers)
+        sampler = EpochSeededSampler(len(rows), int(self.hparams.split_seed)) if shuffle else None
+        return DataLoader(rows.tolist(), batch_size=batch_size or self.hparams.eval_batch_size, sampler=sampler,
+                          collate_fn=self.collate, num_workers=self.hparams.num_workers)
 
     def train_dataloader(self) -> DataLoader:
         return self.rows_loader(self.split.train, shuffle=True, batch_size=self.hparams.batch_size)

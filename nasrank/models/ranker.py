@@ -37,6 +37,8 @@ class RankerModule(L.LightningModule):
         self.test_metrics = RankingMetrics(tuple(ks))
         self.transfer_metrics = nn.ModuleList(RankingMetrics(tuple(ks)) for _ in self.eval_targets)
         self.last_test: dict[str, float] = {}
+        #: (idx, preds, target) of the last test split, for plots (set on the process that computes metrics)
+        self.test_predictions: tuple | None = None
 
     def forward(self, batch) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -70,6 +72,7 @@ class RankerModule(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         results = {f"test/{k}": v for k, v in self.test_metrics.compute().items()}
+        self.test_predictions = tuple(t.numpy() for t in self.test_metrics.last_gathered)
         for name, metric in zip(self.eval_targets, self.transfer_metrics):
             results.update({f"transfer/{name}/{k}": v for k, v in metric.compute().items()})
             metric.reset()
