@@ -16,4 +16,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(main, "train")

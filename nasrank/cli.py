@@ -72,8 +72,28 @@ def guard(task: Callable[[DictConfig], T]) -> Callable[[DictConfig], T]:
     return wrapped
 
 
-def run(main: Callable[[], object]) -> None:
-    """Check group overrides, then run the `@hydra.main` function."""
-    if msg := check_group_overrides(sys.argv[1:]):
+def check_compose(config_name: str, argv: list[str]) -> str | None:
+    """Compose the config once before Hydra does, so a bad override becomes one line.
+
+    Hydra reports composition errors over several lines; multirun sweeps and Hydra's own flags
+    (`--help`, `--cfg`, ...) are left to Hydra.
+    """
+    if any(a.startswith("-") for a in argv):
+        return None
+    from hydra import compose, initialize_config_dir
+
+    try:
+        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+            compose(config_name, overrides=argv, return_hydra_config=True)
+    except Exception as exc:  # noqa: BLE001 - any composition error is the user's override
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        return " ".join(lines[:3]) or type(exc).__name__
+    return None
+
+
+def run(main: Callable[[], object], config_name: str) -> None:
+    """Check the overrides, then run the `@hydra.main` function."""
+    argv = sys.argv[1:]
+    if msg := check_group_overrides(argv) or check_compose(config_name, argv):
         fail(msg)
     main()

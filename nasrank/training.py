@@ -41,6 +41,8 @@ def resolve_ckpt(ckpt_path: str | None, output_dir: str) -> str | None:
 
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Fit and test one ranker; returns (metrics, objects) so callers can inspect what ran."""
+    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int):
+        raise ConfigError(f"seed must be an integer, got {cfg.seed!r}")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = hydra.utils.instantiate(cfg.data)
     model = hydra.utils.instantiate(cfg.model, data_info=datamodule.data_info())
