@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import sys
+from pathlib import Path
 from typing import Callable, TypeVar
+
+from hydra.core.hydra_config import HydraConfig
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -56,17 +60,33 @@ def fail(message: str) -> None:
     raise SystemExit(2)
 
 
+def _fresh_run_dir() -> Path | None:
+    """This job's output dir if it holds only what Hydra wrote at job start (.hydra/, the log).
+
+    A dir with anything else (a run being resumed, results) is never removed.
+    """
+    try:
+        out = Path(HydraConfig.get().runtime.output_dir)
+    except ValueError:  # not running under Hydra
+        return None
+    files = [p for p in out.rglob("*") if p.is_file()]
+    return out if all(p.parent.name == ".hydra" or p.suffix == ".log" for p in files) else None
+
+
 def guard(task: Callable[[DictConfig], T]) -> Callable[[DictConfig], T]:
     """Wrap a Hydra task so user errors become one line (Hydra would print a traceback)."""
 
     @functools.wraps(task)
     def wrapped(cfg: DictConfig) -> T:
+        fresh = _fresh_run_dir()
         try:
             return task(cfg)
         except Exception as exc:  # noqa: BLE001 - turned into one line unless the developer asks for more
             err = user_error(exc)
             if err is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
+            if fresh is not None:  # a run that failed on bad input leaves no output dir behind
+                shutil.rmtree(fresh, ignore_errors=True)
             fail(str(err))
 
     return wrapped

@@ -14,6 +14,7 @@ from typing import Any
 
 import hydra
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
@@ -39,6 +40,21 @@ def resolve_ckpt(ckpt_path: str | None, output_dir: str) -> str | None:
     return str(path)
 
 
+def check_checkpoint(path: str, model: L.LightningModule) -> None:
+    """Refuse a checkpoint whose weights do not fit this model/encoding, before Lightning would
+    fail deep inside `load_state_dict`.  Loaded with `weights_only=True`: checkpoints are untrusted."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is the user's file
+        raise ConfigError(f"checkpoint {path} is not a readable nasrank checkpoint ({type(exc).__name__})") from None
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in state.items()}
+    if expected != found:
+        diff = sorted(set(expected.items()) ^ set(found.items()))[:2]
+        raise ConfigError(f"checkpoint {path} does not match this model/benchmark encoding (first differences: {diff}); "
+                          "use the model, data and encoding it was trained with")
+
+
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Fit and test one ranker; returns (metrics, objects) so callers can inspect what ran."""
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int):
@@ -46,6 +62,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = hydra.utils.instantiate(cfg.data)
     model = hydra.utils.instantiate(cfg.model, data_info=datamodule.data_info())
+    ckpt_path = resolve_ckpt(cfg.get("ckpt_path"), cfg.paths.output_dir)
+    if ckpt_path:
+        check_checkpoint(ckpt_path, model)
     loggers = instantiate_list(cfg.get("logger"))
     callbacks = instantiate_list(cfg.get("callbacks")) + [TestMediaLogger(cfg.paths.output_dir)]
     if not loggers:  # LearningRateMonitor refuses to run without a logger
@@ -53,7 +72,6 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-    ckpt_path = resolve_ckpt(cfg.get("ckpt_path"), cfg.paths.output_dir)
 
     metrics: dict[str, float] = {}
     try:

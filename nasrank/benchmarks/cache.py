@@ -79,14 +79,19 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 @contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+def _locked(folder: Path) -> Iterator[None]:
+    """Exclusive lock on the cache folder itself (flock on its fd), so no lock files are left behind."""
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+        if created and not any(folder.iterdir()):  # a failed first build leaves nothing behind
+            folder.rmdir()
 
 
 def cached_arrays(name: str, sources: Sequence[Path], build: Callable[[], dict[str, np.ndarray]],
@@ -99,7 +104,7 @@ def cached_arrays(name: str, sources: Sequence[Path], build: Callable[[], dict[s
     path = cache_dir / f"{name}-{fingerprint(sources, extra)}.npz"
     if (arrays := _read(path)) is not None:
         return arrays
-    with _locked(path):
+    with _locked(cache_dir):
         if (arrays := _read(path)) is not None:  # another process finished it while we waited
             return arrays
         arrays = build()

@@ -1,0 +1,190 @@
+"""Bad input through the public entry points: one clear line, nothing written or changed.
+
+API cases must raise a `NasrankError` (whose message names the bad part and what is allowed);
+CLI cases must exit non-zero with one stderr line, no traceback, and leave no run dir or cache.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+import re
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import NB101_CSV, NB201_CSV, needs_nb101, needs_nb201
+
+from nasrank.benchmarks.analognas import load_analognas
+from nasrank.benchmarks.nb101 import load_nb101_table
+from nasrank.benchmarks.nb201_table import load_nb201_table
+from nasrank.benchmarks.nbgraph import default_path, load_nbgraph
+from nasrank.benchmarks.paths import REPO_ROOT
+from nasrank.benchmarks.safe_pickle import safe_load
+from nasrank.data import ArchRankDataModule
+from nasrank.errors import NasrankError
+from nasrank.spaces.nb101 import NB101Arch
+from nasrank.spaces.nb201 import SPACE as NB201, NB201Arch
+from nasrank.spaces.nbgraph import SPACE as NBG, NBGraphArch
+
+CONV3, CONV1, POOL = "conv3x3-bn-relu", "conv1x1-bn-relu", "maxpool3x3"
+LINE = [[0, 1], [0, 0]]
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/nasrank_pwned_marker",))
+
+
+def _nb101(matrix, ops):
+    return lambda: NB101Arch(tuple(map(tuple, matrix)), tuple(ops))
+
+
+def _chain(n):
+    return [[1 if j == i + 1 else 0 for j in range(n)] for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def analog(tmp_path_factory):
+    return load_analognas(cache_dir=tmp_path_factory.mktemp("c"))
+
+
+def _dm(bench, target="cifar10/baseline_acc", **kw):
+    return lambda: ArchRankDataModule(bench, target, **kw)
+
+
+def api_cases(tmp: Path, analog) -> list[tuple[str, object, str]]:
+    """(name, zero-arg callable, regex the one-line message must match)."""
+    half_pickle = tmp / "half.bench"
+    half_pickle.write_bytes(default_path("proteins").read_bytes()[:1000])
+    evil = tmp / "evil.pkl"
+    evil.write_bytes(pickle.dumps([_Evil()]))
+    empty = tmp / "empty.csv"
+    empty.write_text("")
+    nan_bench = replace(analog, targets={"cifar10/x": np.where(np.arange(len(analog)) == 3, np.nan, 1.0)}, _index=None)
+    inf_bench = replace(analog, targets={"cifar10/x": np.where(np.arange(len(analog)) == 3, np.inf, 1.0)}, _index=None)
+    return [
+        ("nb201 unknown op", lambda: NB201.from_str("|conv_7x7~0|+|none~0|none~1|+|none~0|none~1|none~2|"), "conv_7x7.*allowed"),
+        ("nb201 misspelt op", lambda: NB201.from_str("|nor_conv3x3~0|+|none~0|none~1|+|none~0|none~1|none~2|"), "nor_conv3x3.*allowed"),
+        ("nb201 two nodes", lambda: NB201.from_str("|none~0|+|none~0|none~1|"), "expected 3"),
+        ("nb201 wrong edge count in node", lambda: NB201.from_str("|none~0|+|none~0|+|none~0|none~1|none~2|"), "node 2"),
+        ("nb201 bad source index", lambda: NB201.from_str("|none~0|+|none~0|none~2|+|none~0|none~1|none~2|"), "op~1"),
+        ("nb201 index out of range", lambda: NB201Arch.from_index(15625), "0..15624"),
+        ("nb201 op tuple length", lambda: NB201Arch(("none",) * 5), "6 edge ops"),
+        ("nb101 unknown op", _nb101(_chain(3), ["input", "conv5x5", "output"]), "conv5x5"),
+        ("nb101 cycle", _nb101([[0, 1, 0], [0, 0, 1], [0, 1, 0]], ["input", CONV3, "output"]), "triangular|cycl"),
+        ("nb101 no path", _nb101([[0, 1, 0], [0, 0, 0], [0, 0, 0]], ["input", CONV3, "output"]), "path"),
+        ("nb101 eight vertices", _nb101(_chain(8), ["input"] + [CONV3] * 6 + ["output"]), "7"),
+        ("nb101 ten edges", _nb101([[1 if j > i else 0 for j in range(7)] for i in range(7)], ["input"] + [CONV1] * 5 + ["output"]), "9"),
+        ("nb101 not square", _nb101([[0, 1, 0], [0, 0]], ["input", "output"]), "square|rows"),
+        ("nb101 output not last", _nb101(LINE, ["output", "input"]), "input|output"),
+        ("nbgraph key out of range", lambda: NBGraphArch.from_key(123456), "out of range"),
+        ("nbgraph unknown op", lambda: NBG.from_str("link:1|gcn,gcn,gcn,mlp"), "mlp.*allowed"),
+        ("nbgraph link out of range", lambda: NBGraphArch(9, ("gcn",) * 4), "0..8"),
+        ("unknown nbgraph dataset", lambda: load_nbgraph("cora2"), "allowed: cora"),
+        ("unknown target", _dm(analog, "cifar10/acc"), "unknown target 'cifar10/acc'.*allowed"),
+        ("missing data dir", lambda: load_nb201_table(data_dir=tmp / "none"), "not found at .*NASRANK_DATA_DIR"),
+        ("missing nb101 file", lambda: load_nb101_table(data_dir=tmp / "none"), "not found"),
+        ("empty table", lambda: load_nb201_table(path=empty), "empty"),
+        ("half a pickle", lambda: load_nbgraph("proteins", path=half_pickle), "truncated or corrupt"),
+        ("disallowed pickle global", lambda: safe_load(evil), "refused.*system"),
+        ("NaN targets", _dm(nan_bench, "cifar10/x"), "NaN"),
+        ("inf targets", _dm(inf_bench, "cifar10/x"), "NaN/inf"),
+        ("n_train larger than space", _dm(analog, n_train=20000), "fewer than 2 test rows"),
+        ("n_train zero", _dm(analog, n_train=0), "too small"),
+        ("n_val negative", _dm(analog, n_val=-1), "negative"),
+        ("n_train bad fraction", _dm(analog, n_train=1.7), "fraction"),
+        ("unknown tensor encoding", _dm(analog, tensors=["transformer"]), "allowed: renas, nar"),
+        ("zero tiers", _dm(analog, num_tiers=0), "num_tiers"),
+    ]
+
+
+def test_api_bad_inputs(tmp_path, analog):
+    cases = api_cases(tmp_path, analog)
+    assert len(cases) >= 30
+    for name, call, pattern in cases:
+        with pytest.raises(NasrankError) as info:
+            call()
+        message = str(info.value)
+        assert "\n" not in message, name
+        assert re.search(pattern, message), f"{name}: {message!r} does not match {pattern!r}"
+    assert not Path("/tmp/nasrank_pwned_marker").exists()
+
+
+@needs_nb201
+def test_nb201_damaged_files(tmp_path):
+    lines = NB201_CSV.read_text().splitlines()
+    (tmp_path / "nb201").mkdir()
+    (tmp_path / "nb201" / NB201_CSV.name).write_text("\n".join(lines[:-1000]) + "\n")
+    with pytest.raises(NasrankError, match="sha256"):
+        load_nb201_table(data_dir=tmp_path, cache_dir=tmp_path / "cache")
+    no_col = tmp_path / "nocol.csv"
+    no_col.write_text("\n".join(",".join(line.split(",")[1:]) for line in lines[:10]))
+    with pytest.raises(NasrankError, match="lacks column.*CIFAR10TestAccuracy200Epochs"):
+        load_nb201_table(path=no_col, cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()  # nothing cached from a refused file
+
+
+@needs_nb101
+def test_nb101_truncated_gzip(tmp_path):
+    (tmp_path / "nb101").mkdir()
+    data = NB101_CSV.read_bytes()
+    (tmp_path / "nb101" / NB101_CSV.name).write_bytes(data[: len(data) // 3])
+    with pytest.raises(NasrankError):
+        load_nb101_table(data_dir=tmp_path, cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()
+    with gzip.open(tmp_path / "x.csv.gz", "wt") as fh:
+        fh.write("hash,ops\nabc,input|output\n")
+    with pytest.raises(NasrankError):
+        load_nb101_table(path=tmp_path / "x.csv.gz", cache_dir=tmp_path / "cache")
+
+
+def snapshot(folder: Path) -> dict[str, float]:
+    return {str(p): p.stat().st_mtime_ns for p in folder.rglob("*")} if folder.exists() else {}
+
+
+@pytest.fixture(scope="module")
+def gin_checkpoint(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("ckpt_run")
+    proc = subprocess.run([sys.executable, "train.py", "debug=fast", "logger=none", "callbacks=default", "callbacks.progress_bar=null",
+                           f"hydra.run.dir={run}"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return run / "checkpoints" / "last.ckpt"
+
+
+CLI_CASES = [
+    (["data=nb201_cifar1000"], "unknown data option"),
+    (["model=renass"], "unknown model option"),
+    (["trainer=tpu"], "unknown trainer option"),
+    (["data.n_train=-3"], "negative"),
+    (["data.n_train=20000"], "fewer than 2 test rows"),
+    (["data.n_train=0"], "too small"),
+    (["data.target=cifar10/acc"], "unknown target"),
+    (["data.n_trian=5"], "Could not override 'data.n_trian'"),
+    (["seed=x"], "seed must be an integer"),
+    (["data=nb201_cifar10", "paths.data_dir=/nonexistent/dir"], "NB201 table not found at /nonexistent/dir"),
+    (["ckpt_path=/nonexistent/last.ckpt"], "checkpoint /nonexistent/last.ckpt not found"),
+    (["data.n_train=[1"], "override"),
+]
+
+
+@pytest.mark.parametrize("args, expected", CLI_CASES + [("MISMATCH", "does not match this model")])
+def test_train_cli_bad_input(args, expected, tmp_path, gin_checkpoint):
+    if args == "MISMATCH":
+        args = ["model=mlp", "train=false", f"ckpt_path={gin_checkpoint}"]
+    cache, run = tmp_path / "cache", tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"} | {"NASRANK_CACHE_DIR": str(cache)}
+    before = snapshot(REPO_ROOT / "outputs")
+    proc = subprocess.run([sys.executable, "train.py", "debug=fast", *args, f"hydra.run.dir={run}"], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    err = proc.stderr.strip()
+    assert proc.returncode != 0
+    assert expected in err and "Traceback" not in err and err.count("\n") == 0, err[-2000:]
+    assert not run.exists()
+    # a benchmark parsed before the bad value was found may be cached (it is valid); never a partial file
+    assert not [p for p in cache.rglob("*") if p.suffix != ".npz"]
+    assert snapshot(REPO_ROOT / "outputs") == before
