@@ -40,9 +40,10 @@ def resolve_ckpt(ckpt_path: str | None, output_dir: str) -> str | None:
     return str(path)
 
 
-def check_checkpoint(path: str, model: L.LightningModule) -> None:
+def check_checkpoint(path: str, model: L.LightningModule) -> dict:
     """Refuse a checkpoint whose weights do not fit this model/encoding, before Lightning would
-    fail deep inside `load_state_dict`.  Loaded with `weights_only=True`: checkpoints are untrusted."""
+    fail deep inside `load_state_dict`.  Loaded with `weights_only=True`: checkpoints are untrusted.
+    Returns the checkpoint's state dict."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
     except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is the user's file
@@ -53,6 +54,7 @@ def check_checkpoint(path: str, model: L.LightningModule) -> None:
         diff = sorted(set(expected.items()) ^ set(found.items()))[:2]
         raise ConfigError(f"checkpoint {path} does not match this model/benchmark encoding (first differences: {diff}); "
                           "use the model, data and encoding it was trained with")
+    return state
 
 
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
@@ -65,6 +67,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     ckpt_path = resolve_ckpt(cfg.get("ckpt_path"), cfg.paths.output_dir)
     if ckpt_path:
         check_checkpoint(ckpt_path, model)
+    if cfg.get("init_from"):  # fine-tuning (e.g. few-shot transfer): weights only, fresh optimiser and epochs
+        model.load_state_dict(check_checkpoint(resolve_ckpt(cfg.init_from, cfg.paths.output_dir), model))
     loggers = instantiate_list(cfg.get("logger"))
     callbacks = instantiate_list(cfg.get("callbacks")) + [TestMediaLogger(cfg.paths.output_dir)]
     if not loggers:  # LearningRateMonitor refuses to run without a logger

@@ -55,3 +55,19 @@ def load_nbgraph(dataset: str, path: str | Path | None = None, cache_dir: Path |
     targets = {f"{dataset}/{m}": arrays[m] * 100.0 for m in ("test_acc", "valid_acc")}
     costs = {f"{dataset}/{m}": arrays[m] for m in ("latency", "params")}
     return Benchmark(f"nbgraph_{dataset}", SPACE, archs, targets, costs)
+
+
+def load_nbgraph_joint(datasets: list[str] | tuple[str, ...] = DATASETS[:8], cache_dir: Path | None = None) -> Benchmark:
+    """Several datasets as one benchmark over the cells they all contain, so a ranker trained on
+    one dataset's targets is evaluated on another's (`eval_targets`) with the same rows and encoding."""
+    if not datasets:
+        raise ConfigError(f"no NAS-Bench-Graph datasets given; allowed: {', '.join(DATASETS)}")
+    parts = [load_nbgraph(d, cache_dir=cache_dir) for d in datasets]
+    common = set.intersection(*({a.key for a in p.archs} for p in parts))
+    archs = [a for a in parts[0].archs if a.key in common]
+    targets, costs = {}, {}
+    for part in parts:
+        rows = [part.index_of(a) for a in archs]
+        targets.update({k: v[rows] for k, v in part.targets.items()})
+        costs.update({k: v[rows] for k, v in part.costs.items()})
+    return Benchmark("nbgraph_joint", SPACE, archs, targets, costs)
