@@ -25,6 +25,22 @@ T = TypeVar("T")
 OmegaConf.register_new_resolver("repo_root", lambda: str(REPO_ROOT), replace=True)
 
 
+def _sweep_group() -> str | None:
+    """W&B group of a job: its multirun sweep (so a sweep's runs sit together), none for single runs."""
+    from hydra.types import RunMode
+
+    try:
+        hc = HydraConfig.get()
+    except ValueError:
+        return None
+    return f"{hc.job.name}/{Path(hc.sweep.dir).name}" if hc.mode == RunMode.MULTIRUN else None
+
+
+OmegaConf.register_new_resolver("sweep_group", _sweep_group, replace=True)
+# W&B stays offline (no network, nothing hangs) unless the user explicitly sets WANDB_MODE=online
+OmegaConf.register_new_resolver("wandb_offline", lambda: os.environ.get("WANDB_MODE", "offline") != "online", replace=True)
+
+
 def _options(group: str) -> list[str]:
     folder = CONF_DIR / group
     return sorted(str(p.relative_to(folder).with_suffix("")) for p in folder.rglob("*.yaml"))
