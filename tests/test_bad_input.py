@@ -188,3 +188,22 @@ def test_train_cli_bad_input(args, expected, tmp_path, gin_checkpoint):
     # a benchmark parsed before the bad value was found may be cached (it is valid); never a partial file
     assert not [p for p in cache.rglob("*") if p.suffix != ".npz"]
     assert snapshot(REPO_ROOT / "outputs") == before
+
+
+SEARCH_CASES = [
+    (["sampler=bayesopt"], "unknown sampler option"),
+    (["budget=0"], "budget=0; allowed"),
+    (["budget=-5"], "budget=-5; allowed"),
+]
+
+
+@pytest.mark.parametrize("args, expected", SEARCH_CASES)
+def test_search_cli_bad_input(args, expected, tmp_path):
+    run = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"} | {"NASRANK_CACHE_DIR": str(tmp_path / "cache")}
+    proc = subprocess.run([sys.executable, "search.py", "data=analognas_cifar10", *args, f"hydra.run.dir={run}"], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    err = proc.stderr.strip()
+    assert proc.returncode != 0
+    assert expected in err and "Traceback" not in err and err.count("\n") == 0, err[-2000:]
+    assert not run.exists()

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nasrank.errors import ConfigError
+
 
 def _pairs(scores: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Score differences o_i - o_j and signs sign(y_i - y_j) over all ordered pairs with y_i != y_j."""
@@ -32,6 +34,8 @@ class PairwiseHinge(nn.Module):
 
     def __init__(self, margin: float = 0.1) -> None:
         super().__init__()
+        if not margin >= 0:
+            raise ConfigError(f"PairwiseHinge margin={margin}; allowed: ≥ 0")
         self.margin = margin
 
     def forward(self, scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -48,18 +52,28 @@ class ListNet(nn.Module):
 
     def __init__(self, temperature: float = 1.0) -> None:
         super().__init__()
+        if not temperature > 0:
+            raise ConfigError(f"ListNet temperature={temperature}; allowed: > 0")
         self.temperature = temperature
 
     def forward(self, scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        t = (target - target.mean()) / (target.std() + 1e-8)
+        target = target.flatten()
+        # population std: a batch of one (a last partial batch) must not give NaN
+        t = (target - target.mean()) / (target.std(correction=0) + 1e-8)
         return -(F.softmax(t / self.temperature, 0) * F.log_softmax(scores.flatten(), 0)).sum()
 
 
 class ListMLE(nn.Module):
-    """ListMLE: negative log-likelihood of the true order under the Plackett-Luce model of scores."""
+    """ListMLE: negative log-likelihood of the true order under the Plackett-Luce model of scores.
+
+    Tied targets are ordered at random on every call (Plackett-Luce has no ties): a fixed tie order
+    would teach the model that the tied row met first in the batch is the better one.
+    """
 
     def forward(self, scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        s = scores.flatten()[torch.argsort(target.flatten(), descending=True)]
+        shuffle = torch.randperm(scores.numel(), device=scores.device)
+        order = shuffle[torch.argsort(target.flatten()[shuffle], descending=True, stable=True)]
+        s = scores.flatten()[order]
         # log sum_{k >= i} exp(s_k), via a reversed cumulative logsumexp
         tail = torch.logcumsumexp(s.flip(0), 0).flip(0)
         return (tail - s).mean()

@@ -112,3 +112,11 @@ def test_ckpt_last_resolves_in_run_dir(tmp_path):
     with pytest.raises(ConfigError, match="hydra.run.dir"):
         resolve_ckpt("last", str(tmp_path / "other"))
     assert resolve_ckpt(None, str(tmp_path)) is None
+
+
+@pytest.mark.parametrize("name, model", [("gin_optuna", "RegressorModule"), ("nar_optuna", "NARModule"), ("renas_optuna", "RenasModule")])
+def test_optuna_config_per_model_composes(name, model):
+    with initialize_config_dir(str(REPO_ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=[f"hparams_search={name}"], return_hydra_config=True)
+    assert cfg.model._target_.endswith(model) and cfg.optimized_metric == "val/ktau"
+    assert cfg.hydra.sweeper.direction == "maximize" and cfg.hydra.sweeper.params

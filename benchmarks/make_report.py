@@ -1,0 +1,146 @@
+"""Rebuild BENCHMARKS.md from `benchmarks/results/`: never edit numbers by hand, rerun this.
+
+Ranking rows (`*.jsonl` lines with `method`, `benchmark`, `n_train`, `test_ktau`, as written by
+`benchmarks/ranking.py`) become one table per (benchmark, target): rows = method, columns = training
+size, cells = test Kendall tau mean ± std over seeds.  Every `*.md` file in the results folder is a
+section another script wrote; they are appended in name order.
+
+    python benchmarks/make_report.py [--results benchmarks/results] [--out BENCHMARKS.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+KEYS = ("method", "benchmark", "n_train", "n_val", "seed")
+
+
+def load_rows(results: Path) -> list[dict]:
+    """Every JSON line of every `*.jsonl` in `results` that looks like a ranking row (or its error)."""
+    rows = []
+    for path in sorted(results.glob("*.jsonl")):
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                print(f"warning: skipping an unreadable line of {path}", file=sys.stderr)
+                continue
+            if isinstance(row, dict) and all(k in row for k in KEYS) and ("test_ktau" in row or "error" in row):
+                rows.append(row)
+    return rows
+
+
+def label(row: dict) -> str:
+    """Method name, plus its extra Hydra overrides when the row had any."""
+    extra = " ".join(row.get("overrides") or [])
+    return f"{row['method']} [{extra}]" if extra else row["method"]
+
+
+def latest(rows: Iterable[dict]) -> list[dict]:
+    """One row per (method, benchmark, size, seed, overrides): the last successful one written."""
+    out: dict[tuple, dict] = {}
+    for row in rows:
+        if "error" not in row:
+            out[(label(row), *(row[k] for k in KEYS))] = row
+    return list(out.values())
+
+
+def mean_std(values: list[float]) -> str:
+    v = np.asarray(values, dtype=float)
+    return f"{v.mean():.3f} ± {v.std(ddof=1):.3f} ({len(v)})" if len(v) > 1 else f"{v.mean():.3f} (1)"
+
+
+def table(rows: list[dict]) -> list[str]:
+    """Markdown table of one (benchmark, target): KTau per size, then time/memory at the largest size."""
+    sizes = sorted({(r["n_train"], r["n_val"]) for r in rows})
+    cells: dict[str, dict[tuple, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        cells[label(r)][(r["n_train"], r["n_val"])].append(r["test_ktau"])
+    head = [f"n={n} (val {v})" for n, v in sizes]
+    lines = ["| method | " + " | ".join(head) + " | fit s | score-all s | peak RSS MB |", "|---" * (len(head) + 4) + "|"]
+    for name in sorted(cells, key=lambda m: -np.mean(cells[m][max(cells[m])])):
+        biggest = max(cells[name])
+        at_max = [r for r in rows if label(r) == name and (r["n_train"], r["n_val"]) == biggest]
+        row = [mean_std(cells[name][s]) if s in cells[name] else "–" for s in sizes]
+        row += [f"{np.median([r['fit_s'] for r in at_max]):.1f}", f"{np.median([r['score_s'] for r in at_max]):.2f}",
+                f"{max(r['peak_rss_mb'] for r in at_max):.0f}"]
+        lines.append(f"| {name} | " + " | ".join(row) + " |")
+    return lines
+
+
+def ranking_section(rows: list[dict]) -> list[str]:
+    ok = latest(rows)
+    if not ok and not rows:
+        return []
+    lines = ["## Ranking quality (`benchmarks/ranking.py`)", "",
+             "Test Kendall tau between predicted scores and true accuracy over every cell outside the train and "
+             "validation splits, mean ± std over seeds (number of seeds).  Seed s fixes both the split and the "
+             "training seed, so every method sees the same cells.  Lightning methods keep their best val/ktau epoch; "
+             "the table baselines (`mlp_ensemble`, `gbdt`) ignore the validation split.  Time and memory columns are "
+             "at the largest training size of each row (median fit seconds, median seconds to score the whole space, "
+             "max peak RSS of the row's process).", ""]
+    setups = sorted({f"{r.get('machine', '?')}, {r.get('threads', '?')} thread(s) per row" for r in ok})
+    loads = [r["load_avg"] for r in ok if "load_avg" in r]
+    if setups:
+        load = (f"  Median 1-min load average when the {len(loads)} rows that record it started: {np.median(loads):.1f} "
+                "(timings are only comparable at similar load).") if loads else ""
+        lines += [f"Machine: {'; '.join(setups)}.{load}", ""]
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for r in ok:
+        groups[(r["benchmark"], r["target"])].append(r)
+    for (bench, target), group in sorted(groups.items()):
+        lines += [f"### {bench} — {target}", "", *table(group), ""]
+    done = {(label(r), r["benchmark"]) for r in ok}
+    failed = {(label(r), r["benchmark"]): r["error"] for r in rows if "error" in r and (label(r), r["benchmark"]) not in done}
+    if failed:
+        lines += ["Methods with no successful row yet (last error):", ""]
+        lines += [f"- `{m}` on {b}: {err}" for (m, b), err in sorted(failed.items())] + [""]
+    return lines
+
+
+def commands(rows: list[dict]) -> list[str]:
+    return sorted({r["command"] for r in rows if r.get("command")})
+
+
+def render(results: Path) -> str:
+    rows = load_rows(results)
+    sections = sorted(results.glob("*.md"))
+    lines = ["# nasrank benchmarks", "",
+             f"Generated by `python benchmarks/make_report.py` from `{results.relative_to(ROOT) if results.is_relative_to(ROOT) else results}/`; "
+             "do not edit by hand.  To regenerate, rerun the commands below (each appends or rewrites its results file; "
+             "`benchmarks/ranking.py` resumes, skipping rows already done), then `python benchmarks/make_report.py`.", ""]
+    cmds = commands(rows)
+    if cmds:
+        lines += ["Ranking rows were produced by:", "", "```", *cmds, "```", ""]
+    if sections:
+        lines += ["The other sections each name the script that writes them: "
+                  + ", ".join(f"`{p.name}`" for p in sections) + ".", ""]
+    lines += ranking_section(rows)
+    for path in sections:
+        lines += [path.read_text().rstrip(), ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    p.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
+    args = p.parse_args(argv)
+    if not args.results.is_dir():
+        print(f"error: results folder {args.results} does not exist", file=sys.stderr)
+        return 2
+    args.out.write_text(render(args.results.resolve()))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

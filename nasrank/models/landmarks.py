@@ -1,0 +1,188 @@
+"""Landmark regularisation (Yu et al., "Landmark regularization: ranking guided super-net training
+in NAS", CVPR 2021) and the ground truth it needs.
+
+Landmarks are architectures whose true order is known.  While the supernet trains, each step also
+evaluates a pair of them (i better than j) on the same mini-batch and adds
+``coef(t) * ReLU(loss_i - loss_j)``: the shared weights are pushed to make the better landmark's loss
+lower, which is the order a benchmark would give.  As in the paper's code (`mae_relu`,
+`cosine_increase`): the coefficient is 0 for the warm-up epochs, then rises from 0 to `coef` along a
+half cosine until the last epoch; pairs are drawn at random (`random_pairwise`) or all pairs are used
+(`all`).  We draw a random pair uniformly over distinct pairs (the paper's ``randint`` pair draw
+favours pairs of late landmarks).
+
+Ground truth (`truth(datamodule) -> Benchmark`, set as ``data.truth``) comes from the NB201 table for
+CIFAR-10/100 and ImageNet16-120 at the full NB201 size, or from training each evaluation
+architecture standalone with one fixed short recipe (`standalone_truth`, cached) for any other data.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from nasrank.benchmarks.benchmark import Benchmark
+from nasrank.benchmarks.cache import cached_arrays
+from nasrank.errors import ConfigError
+from nasrank.models.cells import NB201Network
+from nasrank.spaces.nb201 import OPS, SPACE, NB201Arch
+
+if TYPE_CHECKING:
+    from nasrank.data.images import ImageDataModule
+
+log = logging.getLogger(__name__)
+PAIR_MODES = ("random_pairwise", "all")
+#: the NB201 table's target for each image dataset it was trained on
+NB201_TARGETS = {"cifar10": "cifar10/test_acc", "cifar100": "cifar100/test_acc", "imagenet16": "imagenet16/test_acc"}
+_CONVS = {"nor_conv_1x1", "nor_conv_3x3"}
+
+# ------------------------------------------------------------------------------------------ landmark term
+
+
+def rank_spread(values: np.ndarray, num: int) -> np.ndarray:
+    """Positions of `num` rows evenly spaced in the order of `values`, best first (spans the range)."""
+    values = np.asarray(values, dtype=np.float64)
+    if not 2 <= num <= len(values):
+        raise ConfigError(f"cannot pick {num} rows spanning {len(values)} values; allowed: 2..{len(values)}")
+    order = np.argsort(-values, kind="stable")
+    return order[np.round(np.linspace(0, len(values) - 1, num)).astype(np.int64)]
+
+
+def landmark_pairs(num_landmarks: int, mode: str, rng: np.random.Generator, num_pairs: int = 1) -> np.ndarray:
+    """(better, worse) positions into a best-first landmark list: `num_pairs` random distinct pairs,
+    or every pair for ``mode="all"``."""
+    if mode not in PAIR_MODES:
+        raise ConfigError(f"unknown landmark pair sampling {mode!r}; allowed: {', '.join(PAIR_MODES)}")
+    if num_landmarks < 2:
+        raise ConfigError(f"landmark pairs need at least 2 landmarks, got {num_landmarks}")
+    if mode == "all":
+        return np.stack(np.triu_indices(num_landmarks, k=1), axis=1)
+    return np.sort(np.stack([rng.choice(num_landmarks, 2, replace=False) for _ in range(num_pairs)]), axis=1)
+
+
+def landmark_loss(loss_better: torch.Tensor, loss_worse: torch.Tensor) -> torch.Tensor:
+    """Mean of ReLU(loss_better - loss_worse): zero once every better landmark has the lower loss."""
+    return F.relu(loss_better - loss_worse).mean()
+
+
+def landmark_coef(epoch: float, coef: float, warmup_epochs: float, max_epochs: float) -> float:
+    """0 during warm-up, then a half cosine from 0 (end of warm-up) to `coef` (end of training).
+
+    `epoch` is fractional (epoch + batch / batches), so the coefficient rises smoothly every step.
+    """
+    if epoch < warmup_epochs or coef == 0:
+        return 0.0
+    span = max(max_epochs - warmup_epochs, 1e-9)
+    progress = min((epoch - warmup_epochs) / span, 1.0)
+    return coef * 0.5 * (1.0 - math.cos(math.pi * progress))
+
+# ------------------------------------------------------------------------------------------ ground truth
+
+
+def spanning_archs(num: int, seed: int = 0) -> list[NB201Arch]:
+    """`num` non-isomorphic NB201 cells spanning the space: an equal share for each count of
+    convolutions on the cell (0..6), drawn at random (seeded) inside each count.
+
+    Stratifying by convolutions spreads parameter counts and depth, hence accuracies; one cell per
+    isomorphism class avoids duplicate rows (all cells with a disconnected output are one class).
+    """
+    if num < 2:
+        raise ConfigError(f"need at least 2 evaluation architectures, got {num}")
+    rng = np.random.default_rng(seed)
+    groups: dict[int, list[NB201Arch]] = {}
+    seen: set[str] = set()
+    for arch in SPACE.enumerate():
+        if (key := arch.iso_key()) not in seen:
+            seen.add(key)
+            groups.setdefault(sum(op in _CONVS for op in arch.ops), []).append(arch)
+    pools = [list(rng.permutation(len(g))) for _, g in sorted(groups.items())]
+    chosen: list[NB201Arch] = []
+    while len(chosen) < num:
+        for (_, g), pool in zip(sorted(groups.items()), pools):
+            if pool and len(chosen) < num:
+                chosen.append(g[pool.pop()])
+    return chosen
+
+
+def nb201_table_truth(images: ImageDataModule, num_archs: int = 100, data_dir: str | None = None,
+                      cache_dir: str | None = None) -> Benchmark:
+    """`num_archs` cells of the NB201 table evenly spaced in accuracy, one per isomorphism class,
+    with their 200-epoch test accuracy on the datamodule's dataset (valid at C=16, N=5)."""
+    from nasrank.benchmarks.nb201_table import load_nb201_table
+
+    target = NB201_TARGETS.get(images.dataset_name)
+    if target is None:
+        raise ConfigError(f"the NB201 table has no {images.dataset_name!r} accuracies; allowed datasets: "
+                          f"{', '.join(NB201_TARGETS)} (use standalone_truth for other data)")
+    table = load_nb201_table(data_dir, cache_dir)
+    _, first = np.unique(np.asarray(table.iso_keys()), return_index=True)
+    values = table.target(target)[first]
+    rows = first[rank_spread(values, num_archs)]
+    return Benchmark(f"nb201-{images.dataset_name}", SPACE, [table.archs[i] for i in rows], {target: table.target(target)[rows]})
+
+
+def train_standalone(arch: NB201Arch, images: ImageDataModule, seed: int, channels: int, cells_per_stage: int,
+                     epochs: int, lr: float, weight_decay: float) -> float:
+    """Test accuracy (%) of `arch` trained alone on the training split: SGD (momentum 0.9, Nesterov),
+    cosine learning rate to 0, cross-entropy; the same recipe for every architecture."""
+    torch.manual_seed(seed)
+    net = NB201Network.from_arch(arch, images.images.num_classes, channels, cells_per_stage)
+    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+    loader = images.train_dataloader()
+    steps = epochs * len(loader)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
+    net.train()
+    for epoch in range(epochs):
+        loader.sampler.set_epoch(epoch + 1000 * seed)
+        for x, y in loader:
+            loss = F.cross_entropy(net(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    net.eval()
+    correct = 0
+    with torch.no_grad():
+        for x, y in images.test_dataloader():
+            correct += int((net(x).argmax(1) == y).sum())
+    return 100.0 * correct / len(images.split.test)
+
+
+def standalone_table(images: ImageDataModule, num_archs: int = 50, arch_seed: int = 0, channels: int = 8,
+                     cells_per_stage: int = 1, epochs: int = 10, lr: float = 0.05, weight_decay: float = 5e-4,
+                     repeats: int = 1, cache_dir: str | None = None) -> dict[str, np.ndarray]:
+    """Train `spanning_archs(num_archs)` standalone, `repeats` seeds each; cached per dataset files,
+    split and recipe, so it is paid once.  Arrays: ``ops`` (archs x 6 op indices), ``acc`` (archs x
+    repeats, test accuracy %), ``seconds`` (total training time of the build)."""
+    if epochs < 1 or repeats < 1:
+        raise ConfigError(f"standalone truth needs epochs ≥ 1 and repeats ≥ 1, got {epochs} and {repeats}")
+    archs = spanning_archs(num_archs, arch_seed)
+    recipe = dict(dataset=images.dataset_name, split={k: images.hparams[k] for k in ("n_train", "n_val", "split_seed", "image_size", "augment", "batch_size")},
+                  archs=[a.to_str() for a in archs], channels=channels, cells_per_stage=cells_per_stage, epochs=epochs,
+                  lr=lr, weight_decay=weight_decay, repeats=repeats)
+
+    def build() -> dict[str, np.ndarray]:
+        acc = np.zeros((len(archs), repeats))
+        start = time.perf_counter()
+        for i, arch in enumerate(archs):
+            for r in range(repeats):
+                acc[i, r] = train_standalone(arch, images, r, channels, cells_per_stage, epochs, lr, weight_decay)
+            log.info("standalone %d/%d %s: %.2f%% (%.0f s so far)", i + 1, len(archs), arch.to_str(), acc[i].mean(), time.perf_counter() - start)
+        return {"ops": np.array([a.op_indices for a in archs], dtype=np.int8), "acc": acc,
+                "seconds": np.array([time.perf_counter() - start])}
+
+    return cached_arrays("landmark_truth", images.images.sources, build, cache_dir, extra=json.dumps(recipe, sort_keys=True))
+
+
+def standalone_truth(images: ImageDataModule, **recipe) -> Benchmark:
+    """Ground truth from `standalone_table` (same arguments): mean test accuracy over the repeats."""
+    arrays = standalone_table(images, **recipe)
+    key = f"{images.dataset_name}/test_acc"
+    return Benchmark(f"standalone-{images.dataset_name}", SPACE, [NB201Arch(tuple(OPS[i] for i in row)) for row in arrays["ops"]],
+                     {key: arrays["acc"].mean(1)})

@@ -1,0 +1,214 @@
+"""NAR, the Neural Architecture Ranker (Guo et al., 2022) as a `RankerModule`.
+
+An encoder (the node-token transformer of the paper, or any graph encoder) embeds each architecture;
+tier embeddings (running means of the embeddings of each quality tier) query that embedding through
+a decoder and a tier head classifies the architecture into k tiers; a score head gives the scalar
+used for ranking.  Training minimises tier cross-entropy + λ × a ranking loss on the score head.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable, NamedTuple, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics.classification import MulticlassConfusionMatrix
+
+from nasrank.errors import ConfigError
+from nasrank.models import encoders
+from nasrank.models.ranker import RankerModule
+from nasrank.models.tiers import TierDecoder, TierMemory
+
+log = logging.getLogger(__name__)
+READOUTS = ("flatten", "mean")
+
+
+class NoamWarmup:
+    """`LambdaLR` factor of the transformer ("Noam") schedule, normalised to peak at 1.
+
+    NAR's rate is lr_mul · d_model^-0.5 · min(s^-0.5, s · w^-1.5) at step s ≥ 1: linear warm-up for
+    w steps, then decay as 1/√s.  Dividing by its peak (lr_mul · (d_model · w)^-0.5, reached at s = w)
+    lets the optimiser's `lr` be the peak rate, so the schedule does not depend on the model width.
+    `decay_power` generalises the decay to (w/s)^power: 0.5 is NAR's, 0 keeps the peak rate after
+    warm-up (a few hundred steps are too few for NAR's decay on small training sets).
+    """
+
+    def __init__(self, warmup_steps: int, decay_power: float = 0.5) -> None:
+        if warmup_steps < 1:
+            raise ConfigError(f"warmup_steps={warmup_steps}; allowed: ≥ 1")
+        if decay_power < 0:
+            raise ConfigError(f"decay_power={decay_power}; allowed: ≥ 0 (0.5 = NAR, 0 = constant after warm-up)")
+        self.warmup_steps, self.decay_power = warmup_steps, decay_power
+
+    def __call__(self, step: int) -> float:
+        s, w = step + 1, self.warmup_steps  # LambdaLR counts from 0, NAR from 1
+        return min(s / w, (w / s) ** self.decay_power)
+
+
+class TierRankLoss(nn.Module):
+    """NAR's objective: tier_weight · CE(tier logits, tiers) + rank_weight · rank(scores, targets).
+
+    `rank` is any (scores, targets) loss of `nasrank.models.losses` (NAR: pairwise logistic, with
+    rank_weight 9 on NB101 and 1 on NB201).
+    """
+
+    def __init__(self, rank: nn.Module, rank_weight: float = 1.0, tier_weight: float = 1.0,
+                 label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        if rank_weight < 0 or tier_weight < 0 or rank_weight + tier_weight == 0:
+            raise ConfigError(f"loss weights rank_weight={rank_weight}, tier_weight={tier_weight}; allowed: ≥ 0, not both 0")
+        self.rank, self.rank_weight, self.tier_weight = rank, rank_weight, tier_weight
+        self.label_smoothing = label_smoothing
+
+    def forward(self, tier_logits: Tensor, tiers: Tensor, scores: Tensor, target: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        ce = F.cross_entropy(tier_logits, tiers, label_smoothing=self.label_smoothing)
+        rank = self.rank(scores, target)
+        return self.tier_weight * ce + self.rank_weight * rank, {"tier_ce": ce.detach(), "rank_loss": rank.detach()}
+
+
+class NAROutputs(NamedTuple):
+    """Everything NAR says about a batch: scores (B,) (higher = better), tier probabilities (B, k)
+    (tier 0 = best) and the embedding (B, D · members) the heads read."""
+
+    scores: Tensor
+    tier_probs: Tensor
+    embedding: Tensor
+
+    @property
+    def top_tier_prob(self) -> Tensor:
+        """Probability of the best tier (B,), what NAR's tier sampler draws from."""
+        return self.tier_probs[:, 0]
+
+
+class NARNet(nn.Module):
+    """One NAR network: encoder, tier memory + decoder + tier head, score head (see `NARModule`)."""
+
+    def __init__(self, encoder: nn.Module, num_tiers: int, decoder_layers: int, decoder_heads: int, decoder_query: str,
+                 tier_hidden: int, score_hidden: int, readout: str, scale_logits: bool, dropout: float) -> None:
+        super().__init__()
+        if readout not in READOUTS:
+            raise ConfigError(f"readout={readout!r}; allowed: {', '.join(READOUTS)}")
+        self.encoder = encoder
+        dim, length = encoder.out_dim, getattr(encoder, "num_tokens", 1)
+        self.readout, self.logit_scale = readout, dim ** -0.5 if scale_logits else 1.0
+        self.tiers = TierMemory(num_tiers, length, dim)
+        self.decoder = TierDecoder(dim, num_tiers, decoder_layers, decoder_heads, dropout=dropout, query=decoder_query) if decoder_layers else None
+        read_dim = dim * length if readout == "flatten" else dim
+        self.tier_head = encoders.mlp([read_dim, tier_hidden, num_tiers])
+        self.score_head = encoders.mlp([read_dim, score_hidden, 1])
+
+    def encode(self, batch) -> tuple[Tensor, Tensor]:
+        """(B, L, D) token embeddings (zero on padding) and the (B, L) padding mask."""
+        out = self.encoder(batch)
+        if isinstance(out, tuple):
+            return out
+        return out[:, None], torch.zeros(out.shape[0], 1, dtype=torch.bool, device=out.device)
+
+    def pool(self, h: Tensor, pad: Tensor) -> Tensor:
+        if self.readout == "flatten":
+            return h.flatten(1)
+        keep = (~pad).to(h.dtype)[..., None]
+        return (h * keep).sum(1) / keep.sum(1).clamp(min=1.0)
+
+    def tier_logits(self, h: Tensor, pad: Tensor) -> Tensor:
+        matched = self.decoder(self.tiers.emb, h, pad).masked_fill(pad[..., None], 0.0) if self.decoder else h
+        return self.tier_head(self.pool(matched, pad)) * self.logit_scale
+
+    def score(self, h: Tensor, pad: Tensor) -> Tensor:
+        return self.score_head(self.pool(h, pad)).squeeze(-1)
+
+
+class NARModule(RankerModule):
+    """NAR ranker: an ensemble of `members` independently initialised `NARNet`s (NAR: 1).
+
+    Members see the same batches and are averaged (scores, tier probabilities); each keeps its own
+    tier embeddings, since every encoder embeds architectures in its own space.
+
+    Args:
+        encoder: Hydra partial of the encoder.  Token encoders (`TokenTransformer`) return
+            ((B, L, D) token embeddings, (B, L) padding mask); graph encoders (`GINEncoder`, ...)
+            return (B, D), treated as a single token.
+        data_info: the datamodule's sizes (`num_tiers`, `token_dim`, `max_nodes`, `in_dim`, ...).
+        tensors: the encodings the data config attaches (`model.tensors`); token encoders need "nar".
+        members: ensemble size.
+        decoder_layers, decoder_heads, decoder_query: the tier decoder (see `TierDecoder`; 0 layers:
+            the tier head reads the encoding and the tier embeddings are unused).
+        tier_hidden, score_hidden: hidden widths of the tier and score MLP heads.
+        readout: how the heads see the L token embeddings: "flatten" (NAR: concatenated in node
+            order, padding zero) or "mean" (masked mean over real nodes).
+        scale_logits: multiply tier logits by D^-0.5 (NAR's `scale_prj`).
+        dropout: dropout of the decoder.
+    """
+
+    def __init__(self, encoder: Callable[..., nn.Module], data_info: dict, tensors: Sequence[str] = ("nar",), members: int = 1,
+                 decoder_layers: int = 6, decoder_heads: int = 4, decoder_query: str = "tiers", tier_hidden: int = 256,
+                 score_hidden: int = 1024, readout: str = "flatten", scale_logits: bool = True, dropout: float = 0.1, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if members < 1:
+            raise ConfigError(f"members={members}; allowed: ≥ 1")
+        k = int(data_info["num_tiers"])
+        self.nets = nn.ModuleList(
+            NARNet(encoders.build(encoder, data_info), k, decoder_layers, decoder_heads, decoder_query, tier_hidden,
+                   score_hidden, readout, scale_logits, dropout) for _ in range(members))
+        if hasattr(self.nets[0].encoder, "num_tokens") and "nar" not in tensors:
+            raise ConfigError(f"{type(self.nets[0].encoder).__name__} reads NAR node tokens; model.tensors must include 'nar', got {list(tensors)}")
+        self.tier_confusion = MulticlassConfusionMatrix(num_classes=k)
+        #: (k, k) confusion matrix (rows: true tier, columns: predicted) of the last test run
+        self.test_tier_confusion: Tensor | None = None
+
+    def forward(self, batch) -> Tensor:
+        """Ranking scores (B,), higher = better; the tier branch is skipped, so scoring is cheap."""
+        return torch.stack([net.score(*net.encode(batch)) for net in self.nets]).mean(0)
+
+    def outputs(self, batch) -> NAROutputs:
+        """Scores, tier probabilities and embedding, from one encoder pass per member."""
+        scores, probs, embeddings = [], [], []
+        for net in self.nets:
+            h, pad = net.encode(batch)
+            scores.append(net.score(h, pad))
+            probs.append(net.tier_logits(h, pad).softmax(-1))
+            embeddings.append(net.pool(h, pad))
+        return NAROutputs(torch.stack(scores).mean(0), torch.stack(probs).mean(0), torch.cat(embeddings, -1))
+
+    # -- training -------------------------------------------------------------------------------
+    def on_train_epoch_start(self) -> None:
+        for net in self.nets:
+            net.tiers.reset()
+
+    def training_loss(self, batch) -> tuple[Tensor, dict[str, Tensor]]:
+        losses, parts, probs = [], [], []
+        for net in self.nets:
+            h, pad = net.encode(batch)
+            logits = net.tier_logits(h, pad)
+            loss, part = self.loss_fn(logits, batch.tier, net.score(h, pad), batch.y_norm)
+            # tiers are matched against the means of earlier batches, then this batch joins them (as NAR)
+            net.tiers.update(h, pad, batch.tier, reduce=self._sum_across_processes)
+            losses.append(loss), parts.append(part), probs.append(logits.detach().softmax(-1))
+        extra = {name: torch.stack([p[name] for p in parts]).mean() for name in parts[0]}
+        extra["tier_acc"] = (torch.stack(probs).mean(0).argmax(-1) == batch.tier).float().mean()
+        return torch.stack(losses).mean(), extra
+
+    def _sum_across_processes(self, t: Tensor) -> Tensor:
+        return self.trainer.strategy.reduce(t, reduce_op="sum") if self._trainer is not None else t
+
+    # -- testing: ranking metrics (base class) + tier confusion matrix ---------------------------
+    def test_step(self, batch, batch_idx: int) -> None:
+        super().test_step(batch, batch_idx)
+        self.tier_confusion.update(self.outputs(batch).tier_probs, batch.tier)
+
+    def on_test_epoch_end(self) -> None:
+        super().on_test_epoch_end()
+        cm = self.tier_confusion.compute().cpu()
+        self.tier_confusion.reset()
+        self.test_tier_confusion = cm
+        acc = float(cm.diagonal().sum() / cm.sum().clamp(min=1))
+        self.log("test/tier_acc", acc)
+        self.last_test["test/tier_acc"] = acc
+        rows = [[f"tier {i}"] + [int(v) for v in row] for i, row in enumerate(cm.tolist())]
+        columns = ["true \\ pred"] + [f"tier {j}" for j in range(cm.shape[0])]
+        log.info("test tier confusion (rows: true tier, 0 = best):\n%s", "\n".join("\t".join(map(str, r)) for r in [columns] + rows))
+        for logger in self.loggers:
+            if hasattr(logger, "log_text"):  # W&B: a table next to the curves
+                logger.log_text(key="text/test_tier_confusion", columns=columns, data=rows)

@@ -1,0 +1,105 @@
+"""ReNAS (Xu et al., CVPR 2021): a relativistic predictor trained to order pairs, not to regress.
+
+The architecture is the feature tensor of `nasrank.encodings.tensor.renas_tensor` (`batch.tensor`:
+type matrix plus per-cell FLOPs and params matrices, 19 x 7 x 7 on NAS-Bench-101, 31 x 8 x 8 on
+NAS-Bench-201); a small LeNet-style CNN turns it into a score, trained with the pairwise logistic
+loss.  Following the authors' released code, every tensor element is standardised with the mean and
+std of the training split (sklearn's `StandardScaler` there): the FLOPs/params matrices sit on very
+different scales per cell, and without it the CNN mostly sees the type matrix.
+
+The CNN is an encoder like those of `nasrank.models.encoders`, so the same module also runs a GIN
+over the PyG graph (`model.encoder._target_=nasrank.models.encoders.GINEncoder`) for ablations.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from nasrank.errors import ConfigError
+from nasrank.models.encoders import mlp
+from nasrank.models.regressor import RegressorModule
+
+
+class ReNASCNNEncoder(nn.Module):
+    """ReNAS's predictor body: 3x3 conv-BN-ReLU layers over the M x M tensor, then an FC stack.
+
+    Paper/released-code sizes: convs 19 -> 38 -> 128 (padding 1, so the M x M layout is kept),
+    FC 128 M^2 -> 120 -> 84, then the module's linear head (84 -> 1).
+
+    Args:
+        channels, max_nodes: tensor channels C and side M (filled from the datamodule's `data_info`;
+            `channels` exists only when the data attaches ``tensors=[renas]``).
+        conv_channels: output channels of each conv layer.
+        fc: widths of the fully connected layers after flattening (ReLU after each).
+        standardize: standardise every tensor element with training-split statistics
+            (`fit_inputs`); until fitted, the statistics are the identity (mean 0, std 1).
+    """
+
+    def __init__(self, channels: int | None = None, max_nodes: int = 7, conv_channels: Sequence[int] = (38, 128),
+                 fc: Sequence[int] = (120, 84), standardize: bool = True) -> None:
+        super().__init__()
+        if channels is None:
+            raise ConfigError("the ReNAS CNN reads batch.tensor: the data must attach it (model.tensors=[renas])")
+        if not conv_channels or not fc or min(*conv_channels, *fc) < 1:
+            raise ConfigError(f"conv_channels={list(conv_channels)} and fc={list(fc)} must be non-empty lists of positive widths")
+        self.shape = (channels, max_nodes, max_nodes)
+        self.standardize = standardize
+        self.register_buffer("in_mean", torch.zeros(self.shape))
+        self.register_buffer("in_std", torch.ones(self.shape))
+        layers: list[nn.Module] = []
+        for c_in, c_out in zip([channels, *conv_channels[:-1]], conv_channels):
+            layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+        self.convs = nn.Sequential(*layers)
+        self.fc = mlp([conv_channels[-1] * max_nodes * max_nodes, *fc], final_act=True)
+        self.out_dim = fc[-1]
+
+    @torch.no_grad()
+    def fit_inputs(self, tensors: Tensor) -> None:
+        """Per-element mean and std of the training tensors (N, C, M, M); elements constant over the
+        training split keep std 1, so they pass through centred instead of blowing up."""
+        if tensors.shape[1:] != self.shape or len(tensors) < 2:
+            raise ConfigError(f"fit_inputs needs at least 2 tensors of shape {self.shape}, got {tuple(tensors.shape)}")
+        std = tensors.std(0, correction=0)
+        self.in_mean.copy_(tensors.mean(0))
+        self.in_std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
+
+    def forward(self, batch) -> Tensor:
+        x = getattr(batch, "tensor", None)
+        if x is None:
+            raise ConfigError("batch has no ReNAS tensor: set model.tensors=[renas] (or data.tensors=[renas])")
+        if x.shape[1:] != self.shape:
+            raise ConfigError(f"ReNAS tensor has shape {tuple(x.shape[1:])} but the CNN was built for {self.shape}")
+        if self.standardize:
+            x = (x - self.in_mean) / self.in_std
+        return self.fc(self.convs(x).flatten(1))
+
+
+class RenasModule(RegressorModule):
+    """ReNAS predictor: an encoder (the CNN by default) + linear head, ranked by a pairwise loss.
+
+    Args:
+        encoder: partial encoder factory (`ReNASCNNEncoder`, or any of `nasrank.models.encoders`).
+        data_info: the datamodule's sizes.
+        tensors: the encodings this model reads (the CNN needs ``"renas"``). Declared here because the
+            data config attaches what ``model.tensors`` lists; the module reads them via its encoder.
+        **kwargs: loss, optimizer, scheduler, ... of `RankerModule`.
+    """
+
+    def __init__(self, encoder: Callable[..., nn.Module], data_info: dict, tensors: Sequence[str] = ("renas",),
+                 **kwargs) -> None:
+        super().__init__(encoder=encoder, data_info=data_info, **kwargs)
+
+    def on_fit_start(self) -> None:
+        """Fit the encoder's input standardisation on the whole training split (every rank reads
+        the full split from the datamodule, so all ranks agree without communication)."""
+        if not getattr(self.encoder, "standardize", False):
+            return
+        datamodule = self.trainer.datamodule
+        if datamodule is None:
+            raise ConfigError("ReNAS input standardisation needs a datamodule; pass one to fit() "
+                              "or set model.encoder.standardize=false")
+        tensors = torch.cat([batch.tensor for batch in datamodule.train_dataloader()])
+        self.encoder.fit_inputs(tensors.to(self.device))

@@ -1,0 +1,168 @@
+"""Rankers a search refits on the rows it has queried: any Hydra model config, or a table baseline.
+
+Both kinds answer the same two calls, `fit(rows)` and `predict(rows)`, so strategies never know which
+one they drive.  A Lightning ranker is a fresh model per refit (seeded by the refit count, so a run is
+reproducible), trained through the datamodule/Lightning path for a few epochs without validation:
+in a search every label costs a query, so none is spent on a validation split.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from contextlib import contextmanager
+from typing import Iterator, Protocol
+
+import hydra
+import lightning as L
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from nasrank.encodings.graph import DenseGraphs
+from nasrank.errors import ConfigError
+from nasrank.models.baselines import BASELINES, torch_threads
+from nasrank.search.data import QueriedDataModule
+from nasrank.training import check_checkpoint
+
+RANKERS = ("model", *BASELINES)
+
+
+class Ranker(Protocol):
+    """What strategies need from a ranker."""
+
+    name: str
+    #: whether `predict(rows, tiers=True)` gives a best-tier probability (NAR)
+    has_tiers: bool
+    #: the benchmark's dense graphs (strategies compute cell costs from them)
+    graphs: DenseGraphs
+    #: number of `fit` calls so far
+    fits: int
+
+    def fit(self, rows: np.ndarray) -> None:
+        """Fit on these queried benchmark rows (replacing any earlier fit)."""
+
+    def predict(self, rows: np.ndarray, tiers: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """Scores of `rows` (higher = better) and, if `tiers`, their best-tier probabilities."""
+
+
+class LightningRanker:
+    """A `RankerModule` from a Hydra model config, refitted with Lightning on the queried rows.
+
+    Args:
+        datamodule: the benchmark's `QueriedDataModule` (built once, reused by every refit).
+        model: the Hydra model config (``conf/model/*.yaml``).
+        trainer: the Hydra trainer config; logging, checkpointing and validation are switched off.
+        epochs: training epochs per refit (0: use `checkpoint` as is, never train).
+        seed: seeds every refit (refit i uses seed * 1000 + i).
+        checkpoint: weights every refit starts from (e.g. a ranker trained by train.py); checked
+            against this benchmark's model before the search spends any query.
+        threads: torch threads while fitting and scoring (None: unchanged).  Refits are small, so
+            one thread is the default: on 2 busy cores, 2 threads made a ReNAS refit 6x slower.
+    """
+
+    def __init__(self, datamodule: QueriedDataModule, model: DictConfig, trainer: DictConfig, epochs: int, seed: int,
+                 checkpoint: str | None = None, threads: int | None = 1) -> None:
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+            raise ConfigError(f"ranker.epochs={epochs!r}; allowed: an integer ≥ 0 (0 only with ranker.checkpoint)")
+        if epochs == 0 and not checkpoint:
+            raise ConfigError("ranker.epochs=0 never trains the ranker: give ranker.checkpoint=<file> or epochs ≥ 1")
+        self.dm, self.model_cfg, self.trainer_cfg = datamodule, model, trainer
+        self.epochs, self.seed, self.fits, self.threads = epochs, seed, 0, threads
+        self.name = str(model.get("_target_", "model")).rsplit(".", 1)[-1]
+        self.model = self._new_model()
+        self.has_tiers = hasattr(self.model, "outputs")
+        self.state = check_checkpoint(checkpoint, self.model) if checkpoint else None
+
+    @property
+    def graphs(self) -> DenseGraphs:
+        return self.dm.graphs
+
+    def _new_model(self) -> L.LightningModule:
+        return hydra.utils.instantiate(self.model_cfg, data_info=self.dm.data_info())
+
+    def fit(self, rows: np.ndarray) -> None:
+        self.dm.set_train_rows(rows)
+        L.seed_everything(self.seed * 1000 + self.fits, workers=True, verbose=False)
+        self.fits += 1
+        self.model = self._new_model()
+        if self.state is not None:
+            self.model.load_state_dict(self.state)
+        if self.epochs == 0:
+            return
+        with quiet_lightning(), torch_threads(self.threads):
+            trainer = hydra.utils.instantiate(self.trainer_cfg, max_epochs=self.epochs, min_epochs=None, logger=False, callbacks=[],
+                                              enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                                              limit_val_batches=0, num_sanity_val_steps=0)
+            trainer.fit(self.model, datamodule=self.dm)
+
+    @torch.inference_mode()
+    def predict(self, rows: np.ndarray, tiers: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        if tiers and not self.has_tiers:
+            raise ConfigError(f"{self.name} gives no tier probabilities; use a NAR model (model=nar)")
+        self.model.eval()
+        scores, probs = [], []
+        with torch_threads(self.threads):
+            for batch in self.dm.rows_loader(np.asarray(rows, dtype=np.int64)):
+                batch = batch.to(self.model.device)
+                if tiers:
+                    out = self.model.outputs(batch)
+                    scores.append(out.scores)
+                    probs.append(out.top_tier_prob)
+                else:
+                    scores.append(self.model(batch))
+        as_np = lambda parts: torch.cat(parts).double().cpu().numpy()  # noqa: E731
+        return as_np(scores), as_np(probs) if tiers else None
+
+
+class BaselineRanker:
+    """A table baseline of `nasrank.models.baselines` (MLP ensemble, LightGBM) behind the same calls."""
+
+    has_tiers = False
+
+    def __init__(self, name: str, datamodule: QueriedDataModule, seed: int, **options) -> None:
+        self.name, self.fits, self.dm = name, 0, datamodule
+        self.model = BASELINES[name](datamodule.benchmark, datamodule.hparams.target, seed=seed, graphs=datamodule.graphs, **options)
+
+    @property
+    def graphs(self) -> DenseGraphs:
+        return self.dm.graphs
+
+    def fit(self, rows: np.ndarray) -> None:
+        self.fits += 1
+        self.model.fit(np.asarray(rows, dtype=np.int64))
+
+    def predict(self, rows: np.ndarray, tiers: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        if tiers:
+            raise ConfigError(f"the {self.name} baseline gives no tier probabilities; use ranker.name=model with model=nar")
+        return self.model.score(np.asarray(rows, dtype=np.int64)), None
+
+
+@contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Silence Lightning's per-fit banners and dataloader hints: a search refits dozens of times."""
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module=r"lightning\.")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def build_ranker(cfg: DictConfig, datamodule: QueriedDataModule) -> Ranker:
+    """The ranker `cfg.ranker` names: ``model`` (cfg.model through Lightning) or a table baseline."""
+    name = cfg.ranker.name
+    if name not in RANKERS:
+        raise ConfigError(f"unknown ranker.name {name!r}; allowed: {', '.join(RANKERS)}")
+    if name == "model":
+        return LightningRanker(datamodule, cfg.model, cfg.trainer, cfg.ranker.epochs, cfg.seed, cfg.ranker.get("checkpoint"),
+                               cfg.ranker.get("threads", 1))
+    options = OmegaConf.to_container(cfg.ranker.baseline, resolve=True) if cfg.ranker.get("baseline") else {}
+    thread_option = "n_jobs" if name == "gbdt" else "threads"
+    options.setdefault(thread_option, cfg.ranker.get("threads", 1))
+    return BaselineRanker(name, datamodule, cfg.seed, **options)

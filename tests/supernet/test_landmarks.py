@@ -1,0 +1,101 @@
+"""Landmark term math, pair sampling, coefficient schedule, landmark/evaluation-cell choice, ground truth."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from conftest import needs_nb201
+
+from nasrank.data.images import ImageDataModule
+from nasrank.errors import ConfigError
+from nasrank.models import landmarks as lm
+from nasrank.spaces.nb201 import OPS, SPACE
+
+
+def test_landmark_loss_penalises_only_inverted_pairs():
+    better = torch.tensor([1.0, 3.0, 2.0], requires_grad=True)
+    worse = torch.tensor([2.0, 1.0, 2.0], requires_grad=True)
+    loss = lm.landmark_loss(better, worse)
+    assert loss.item() == pytest.approx((0.0 + 2.0 + 0.0) / 3)
+    loss.backward()
+    # only the inverted pair (3.0 vs 1.0) pushes: its better arch's loss down, its worse arch's loss up
+    assert better.grad.tolist() == pytest.approx([0.0, 1 / 3, 0.0])
+    assert worse.grad.tolist() == pytest.approx([0.0, -1 / 3, 0.0])
+    assert lm.landmark_loss(torch.tensor([0.1, 0.2]), torch.tensor([0.5, 0.9])).item() == 0.0
+
+
+def test_all_pairs_and_random_pairs():
+    rng = np.random.default_rng(0)
+    pairs = lm.landmark_pairs(5, "all", rng)
+    assert len(pairs) == 10 and (pairs[:, 0] < pairs[:, 1]).all() and len({tuple(p) for p in pairs}) == 10
+    draws = np.concatenate([lm.landmark_pairs(5, "random_pairwise", rng) for _ in range(2000)])
+    assert (draws[:, 0] < draws[:, 1]).all()
+    counts = np.unique(draws, axis=0, return_counts=True)[1]
+    assert len(counts) == 10 and counts.min() > 150  # every pair, about uniformly (200 expected)
+    assert lm.landmark_pairs(30, "random_pairwise", rng, num_pairs=4).shape == (4, 2)
+    with pytest.raises(ConfigError, match="allowed: random_pairwise, all"):
+        lm.landmark_pairs(5, "adjacent", rng)
+
+
+def test_coefficient_warms_up_then_rises_along_a_cosine():
+    coef = lambda e: lm.landmark_coef(e, 10.0, warmup_epochs=5, max_epochs=25)  # noqa: E731
+    assert coef(0) == coef(4.99) == 0.0 == coef(5)
+    assert coef(15) == pytest.approx(5.0) and coef(25) == pytest.approx(10.0)
+    values = [coef(e) for e in np.linspace(5, 25, 41)]
+    assert all(b >= a for a, b in zip(values, values[1:]))
+    assert lm.landmark_coef(20, 0.0, 0, 25) == 0.0
+
+
+def test_rank_spread_spans_best_to_worst():
+    values = np.array([5.0, 1.0, 9.0, 3.0, 7.0, 2.0])
+    picked = lm.rank_spread(values, 3)
+    assert values[picked].tolist() == [9.0, 5.0, 1.0]
+    with pytest.raises(ConfigError, match="allowed: 2..6"):
+        lm.rank_spread(values, 7)
+
+
+def test_spanning_archs_cover_every_conv_count_once_per_class():
+    archs = lm.spanning_archs(14, seed=3)
+    counts = np.bincount([sum(op.startswith("nor_conv") for op in a.ops) for a in archs], minlength=7)
+    assert counts.tolist() == [2] * 7
+    assert len({a.iso_key() for a in archs}) == 14
+    assert archs == lm.spanning_archs(14, seed=3) and archs != lm.spanning_archs(14, seed=4)
+
+
+def test_standalone_truth_trains_once_then_reads_the_cache(tmp_path, monkeypatch):
+    dm = ImageDataModule("digits", n_train=64, n_val=32)
+    recipe = dict(num_archs=2, channels=2, cells_per_stage=1, epochs=1, repeats=2, cache_dir=str(tmp_path))
+    first = lm.standalone_table(dm, **recipe)
+    assert first["acc"].shape == (2, 2) and ((0 <= first["acc"]) & (first["acc"] <= 100)).all()
+    monkeypatch.setattr(lm, "train_standalone", lambda *a, **k: pytest.fail("retrained although cached"))
+    truth = lm.standalone_truth(dm, **recipe)
+    assert truth.targets["digits/test_acc"].tolist() == pytest.approx(first["acc"].mean(1).tolist())
+    assert [a.op_indices for a in truth.archs] == first["ops"].tolist()
+    with pytest.raises(ConfigError, match="epochs ≥ 1"):
+        lm.standalone_table(dm, **{**recipe, "epochs": 0})
+
+
+def test_standalone_training_separates_a_dead_cell_from_a_live_one():
+    """The truth recipe measures something: a cell whose output is always zero stays at chance."""
+    dm = ImageDataModule("digits", n_train=300, n_val=32)
+    dead = SPACE.from_str("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|")
+    live = SPACE.from_str("|skip_connect~0|+|none~0|skip_connect~1|+|none~0|none~1|skip_connect~2|")
+    acc = [lm.train_standalone(a, dm, 0, 4, 1, 3, 0.05, 5e-4) for a in (dead, live)]
+    assert acc[0] < 25 and acc[1] > 60
+
+
+@needs_nb201
+def test_nb201_table_truth_spans_accuracy():
+    truth = lm.nb201_table_truth(SimpleNamespace(dataset_name="cifar100"), num_archs=20)
+    values = truth.targets["cifar100/test_acc"]
+    assert len(truth) == 20 and (np.diff(values) <= 0).all()
+    assert values[0] == pytest.approx(73.513, abs=1e-3) and values[-1] < 5
+    assert len({a.iso_key() for a in truth.archs}) == 20 and all(op in OPS for a in truth.archs for op in a.ops)
+
+
+def test_nb201_table_truth_refuses_other_data():
+    with pytest.raises(ConfigError, match="no 'digits' accuracies"):
+        lm.nb201_table_truth(SimpleNamespace(dataset_name="digits"))
