@@ -76,10 +76,16 @@ def table(rows: list[dict]) -> list[str]:
     return lines
 
 
+def recorded(rows: list[dict], key: str, what: str, fmt: str, unit: str) -> str:
+    """A sentence giving the median of a field only some rows record (older rows predate it)."""
+    values = [r[key] for r in rows if r.get(key) is not None]
+    return f"  Median of {what} over the {len(values)} rows that record it: {np.median(values):{fmt}}{unit}." if values else ""
+
+
 def ranking_section(rows: list[dict]) -> list[str]:
-    ok = latest(rows)
-    if not ok and not rows:
+    if not rows:
         return []
+    ok = latest(rows)
     lines = ["## Ranking quality (`benchmarks/ranking.py`)", "",
              "Test Kendall tau between predicted scores and true accuracy over every cell outside the train and "
              "validation splits, mean ± std over seeds (number of seeds).  Seed s fixes both the split and the "
@@ -88,11 +94,10 @@ def ranking_section(rows: list[dict]) -> list[str]:
              "at the largest training size of each row (median fit seconds, median seconds to score the whole space, "
              "max peak RSS of the row's process).", ""]
     setups = sorted({f"{r.get('machine', '?')}, {r.get('threads', '?')} thread(s) per row" for r in ok})
-    loads = [r["load_avg"] for r in ok if "load_avg" in r]
     if setups:
-        load = (f"  Median 1-min load average when the {len(loads)} rows that record it started: {np.median(loads):.1f} "
-                "(timings are only comparable at similar load).") if loads else ""
-        lines += [f"Machine: {'; '.join(setups)}.{load}", ""]
+        load = recorded(ok, "load_avg", "the 1-min load average (timings are only comparable at similar load)", ".1f", "")
+        rss = recorded(ok, "rss_start_mb", "the RSS before training (imported libraries, included in peak RSS)", ".0f", " MB")
+        lines += [f"Machine: {'; '.join(setups)}.{load}{rss}", ""]
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for r in ok:
         groups[(r["benchmark"], r["target"])].append(r)

@@ -194,6 +194,10 @@ def error_line(exc: BaseException) -> str:
     return f"{type(root).__name__}: {lines[0] if lines else ''}"
 
 
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
 def run_row(row: Row, threads: int = 1) -> dict:
     """One result line; any error becomes an `error` field instead of an exception.
 
@@ -206,7 +210,8 @@ def run_row(row: Row, threads: int = 1) -> dict:
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"lightning\.")  # torch 2.13's LeafSpec notice
     out = {**asdict(row), "overrides": list(row.overrides), "threads": threads,
            "machine": f"{platform.machine()}, {os.cpu_count()} cores", "date": time.strftime("%Y-%m-%d %H:%M"),
-           "load_avg": round(os.getloadavg()[0], 2)}  # timings are only comparable on an idle machine
+           "load_avg": round(os.getloadavg()[0], 2),  # timings are only comparable at similar load
+           "rss_start_mb": peak_rss_mb()}  # what the process held before the row (imported libraries)
     try:
         with torch_threads(threads), tempfile.TemporaryDirectory(prefix="nasrank-ranking-") as tmp:
             cfg = compose_cfg(row, tmp)
@@ -224,7 +229,7 @@ def run_row(row: Row, threads: int = 1) -> dict:
     val_ktau = ranking_metrics(torch.from_numpy(scores[val_rows]), torch.from_numpy(values[val_rows]))["ktau"] if len(val_rows) >= 2 else None
     out.update(target=str(cfg.data.target), n_test=len(dm.split.test), test_ktau=test["ktau"], test_spearman=test["spearman"],
                **{f"test_{k}": test[k] for k in ("p@10", "n@10", "ndcg@10", "p@1pct", "regret")}, val_ktau=val_ktau,
-               fit_s=fit_s, score_rows=len(scores), peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **info)
+               fit_s=fit_s, score_rows=len(scores), peak_rss_mb=peak_rss_mb(), **info)
     return out
 
 

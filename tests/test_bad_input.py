@@ -192,8 +192,8 @@ def test_train_cli_bad_input(args, expected, tmp_path, gin_checkpoint):
 
 SEARCH_CASES = [
     (["sampler=bayesopt"], "unknown sampler option"),
-    (["budget=0"], "budget=0; allowed"),
-    (["budget=-5"], "budget=-5; allowed"),
+    (["budget=0"], "budget=0 is too small for sampler random"),
+    (["budget=-5"], "budget=-5 is too small for sampler random"),
 ]
 
 

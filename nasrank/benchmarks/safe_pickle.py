@@ -34,8 +34,9 @@ def plain_class(module: str, name: str) -> type:
 class RestrictedUnpickler(pickle.Unpickler):
     """Unpickler that resolves only allowed globals; `stand_ins` replace classes we must not import."""
 
-    def __init__(self, file: io.BufferedIOBase, allowed: Iterable[tuple[str, str]], stand_ins: dict | None = None):
-        super().__init__(file)
+    def __init__(self, file: io.BufferedIOBase, allowed: Iterable[tuple[str, str]], stand_ins: dict | None = None,
+                 encoding: str = "ASCII"):
+        super().__init__(file, encoding=encoding)
         self._allowed = frozenset(allowed)
         self._stand_ins = stand_ins or {}
 
@@ -48,12 +49,14 @@ class RestrictedUnpickler(pickle.Unpickler):
 
 
 def safe_load(path: Path, allowed: Iterable[tuple[str, str]] = (), stand_ins: dict | None = None,
-              opener: Callable[[Path], io.BufferedIOBase] | None = None) -> Any:
-    """Load a pickle file with an allow-list; truncated/garbled files raise `CorruptDataError`."""
+              opener: Callable[[Path], io.BufferedIOBase] | None = None, encoding: str = "ASCII") -> Any:
+    """Load a pickle file with an allow-list; truncated/garbled files raise `CorruptDataError`.
+
+    `encoding` decodes Python 2 str objects (the official CIFAR batches need ``"latin1"``)."""
     path = Path(path)
     with (opener(path) if opener else open(path, "rb")) as fh:
         try:
-            return RestrictedUnpickler(fh, allowed, stand_ins).load()
+            return RestrictedUnpickler(fh, allowed, stand_ins, encoding).load()
         except UnsafePickleError as err:
             raise UnsafePickleError(f"{path}: {err}") from None
         except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, TypeError, ValueError) as err:

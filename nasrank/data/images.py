@@ -161,7 +161,9 @@ class ImageDataModule(L.LightningDataModule):
         n_train, n_val: training / validation images drawn from the training set (counts or fractions);
             `n_train=None` takes every image not in validation.  Validation images rank the supernet
             during training; the test images give the final ranking.
-        split_seed: seed of that split and of the fixed BN-calibration batches.
+        split_seed: seed of that split and of the fixed BN-calibration batches (keep it fixed across
+            runs: a standalone ground truth is trained on this split).
+        seed: seed of the training batch order (the run's seed).
         image_size: resize (bilinear) to this side, e.g. to give 8x8 digits more spatial positions.
         augment: random crop (4 px zero padding) and horizontal flip of training batches (CIFAR recipe).
         truth: ``truth(datamodule) -> Benchmark`` of evaluation architectures with known accuracies
@@ -169,7 +171,7 @@ class ImageDataModule(L.LightningDataModule):
     """
 
     def __init__(self, dataset: str, data_dir: str | Path | None = None, n_train: int | float | None = None,
-                 n_val: int | float = 0.1, split_seed: int = 0, batch_size: int = 64, eval_batch_size: int = 512,
+                 n_val: int | float = 0.1, split_seed: int = 0, seed: int = 0, batch_size: int = 64, eval_batch_size: int = 512,
                  image_size: int | None = None, augment: bool = False,
                  truth: Callable[["ImageDataModule"], Benchmark] | None = None, num_workers: int = 0) -> None:
         super().__init__()
@@ -245,7 +247,7 @@ class ImageDataModule(L.LightningDataModule):
 
     def _loader(self, rows: np.ndarray, train: bool, shuffle: bool) -> DataLoader:
         augment = shuffle and self.hparams.augment
-        sampler = EpochSeededSampler(len(rows), self.hparams.split_seed) if shuffle else None
+        sampler = EpochSeededSampler(len(rows), self.hparams.seed) if shuffle else None
         size = self.hparams.batch_size if shuffle else self.hparams.eval_batch_size
         return DataLoader(range(len(rows)), batch_size=size, sampler=sampler, num_workers=self.hparams.num_workers,
                           collate_fn=lambda ix: self.batch(rows[np.asarray(ix)], train, augment))

@@ -41,6 +41,8 @@ PAIR_MODES = ("random_pairwise", "all")
 #: the NB201 table's target for each image dataset it was trained on
 NB201_TARGETS = {"cifar10": "cifar10/test_acc", "cifar100": "cifar100/test_acc", "imagenet16": "imagenet16/test_acc"}
 _CONVS = {"nor_conv_1x1", "nor_conv_3x3"}
+#: part of the standalone-truth cache key: bump when `train_standalone` changes what it measures
+TRUTH_VERSION = 1
 
 # ------------------------------------------------------------------------------------------ landmark term
 
@@ -134,13 +136,14 @@ def train_standalone(arch: NB201Arch, images: ImageDataModule, seed: int, channe
     torch.manual_seed(seed)
     net = NB201Network.from_arch(arch, images.images.num_classes, channels, cells_per_stage)
     opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
-    loader = images.train_dataloader()
-    steps = epochs * len(loader)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
+    size = images.hparams.batch_size
+    steps_per_epoch = math.ceil(len(images.split.train) / size)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
     net.train()
-    for epoch in range(epochs):
-        loader.sampler.set_epoch(epoch + 1000 * seed)
-        for x, y in loader:
+    for epoch in range(epochs):  # batch order from (seed, epoch) only: the truth ignores the run's seed
+        order = np.random.default_rng([seed, epoch]).permutation(images.split.train)
+        for start in range(0, len(order), size):
+            x, y = images.batch(order[start:start + size], train=True, augment=images.hparams.augment)
             loss = F.cross_entropy(net(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -163,7 +166,7 @@ def standalone_table(images: ImageDataModule, num_archs: int = 50, arch_seed: in
     if epochs < 1 or repeats < 1:
         raise ConfigError(f"standalone truth needs epochs ≥ 1 and repeats ≥ 1, got {epochs} and {repeats}")
     archs = spanning_archs(num_archs, arch_seed)
-    recipe = dict(dataset=images.dataset_name, split={k: images.hparams[k] for k in ("n_train", "n_val", "split_seed", "image_size", "augment", "batch_size")},
+    recipe = dict(version=TRUTH_VERSION, dataset=images.dataset_name, split={k: images.hparams[k] for k in ("n_train", "n_val", "split_seed", "image_size", "augment", "batch_size")},
                   archs=[a.to_str() for a in archs], channels=channels, cells_per_stage=cells_per_stage, epochs=epochs,
                   lr=lr, weight_decay=weight_decay, repeats=repeats)
 

@@ -130,12 +130,12 @@ def test_column_shaped_inputs_give_the_same_loss(cls) -> None:
 
 @pytest.mark.parametrize("cls", ALL)
 def test_a_2048_batch_is_vectorised(cls) -> None:
-    """4.2M ordered pairs: a Python loop over pairs would take minutes; vectorised it is well under a second."""
+    """4.2M ordered pairs: a Python loop over pairs takes minutes; vectorised, a fraction of a second
+    (the bound leaves room for a busy CI machine)."""
     y, s = targets(2048), torch.randn(2048, requires_grad=True)
-    cls()(s, y)  # warm-up
-    start = time.perf_counter()
+    start = time.process_time()
     cls()(s, y).backward()
-    assert time.perf_counter() - start < 2.0
+    assert time.process_time() - start < 5.0
 
 
 def test_bad_hyperparameters_are_config_errors() -> None:

@@ -96,17 +96,17 @@ def test_cnn_errors_name_the_fix() -> None:
 
 @needs_nb201
 def test_pairwise_loss_decreases_on_a_real_subset(tmp_path) -> None:
-    """128 real NB201 cells (CIFAR-10): 40 full-batch Adam steps cut the pairwise loss and order the
-    training cells far better than the untrained CNN."""
+    """64 real NB201 cells (CIFAR-10): 25 full-batch Adam steps halve the pairwise loss and order the
+    training cells well (the untrained CNN scores them at random)."""
     torch.manual_seed(0)
     bench = load_nb201_table(cache_dir=tmp_path)
-    dm = ArchRankDataModule(bench, "cifar10/test_acc", n_train=128, n_val=0, split_seed=1, tensors=["renas"])
+    dm = ArchRankDataModule(bench, "cifar10/test_acc", n_train=64, n_val=0, split_seed=1, tensors=["renas"])
     batch = dm.collate(dm.split.train)
     model = module(dm.data_info())
     model.encoder.fit_inputs(batch.tensor)
     opt = model.configure_optimizers()
     first = model.training_loss(batch)[0].item()
-    for _ in range(40):
+    for _ in range(25):
         loss, _ = model.training_loss(batch)
         opt.zero_grad()
         loss.backward()

@@ -9,7 +9,7 @@ import hydra
 import numpy as np
 import pytest
 import torch
-from conftest import compose_train, needs_nb201
+from conftest import compose_train, needs_nb101, needs_nb201
 
 from nasrank.errors import ConfigError
 from nasrank.search.history import History
@@ -17,7 +17,7 @@ from nasrank.search.nar_tier import equal_width_bins, kl_divergence, likely_bins
 from nasrank.search.rankers import build_ranker
 from nasrank.search.runner import build_datamodule
 
-pytestmark = needs_nb201
+pytestmark = needs_nb201  # nearly every test searches the NB201 table
 TINY_NAR = ["model.encoder.hidden=16", "model.encoder.layers=1", "model.tier_hidden=16", "model.score_hidden=16"]
 TINY_RENAS = ["+model.encoder.conv_channels=[4]", "+model.encoder.fc=[16]"]
 #: small budgets, pools and refits: each run takes a few seconds
@@ -170,3 +170,17 @@ def test_tier_histogram_rules() -> None:
     assert likely.tolist() == [False, True, True]
     same = np.zeros(10, dtype=int)  # every tier in one bin: costs tell nothing, no constraint
     assert likely_bins(same, tiers, share, 5, 4, 0.3, 1.0) is None
+
+
+@needs_nb101
+@pytest.mark.slow
+def test_evolution_on_nb101_finds_mutants_in_the_table() -> None:
+    """NB101 mutants are canonical cells, so `index_of` finds them in the 423,624-row table."""
+    from nasrank.benchmarks.nb101 import load_nb101_table
+    from nasrank.search.strategies import Evolution
+
+    bench = load_nb101_table()
+    h = Evolution("cifar10/test_acc", population=10).run(bench, None, 40, 0)
+    assert len(h) == 40 and h.sources.count("mutation") >= 25
+    assert len({bench.archs[r].iso_key() for r in h.rows}) == 40
+    assert h.values.tolist() == bench.target("cifar10/test_acc")[h.rows].tolist() and (np.diff(h.best) >= 0).all()

@@ -20,6 +20,15 @@ TINY = ["experiment=landmark_nb201", "data.truth.num_archs=8", "data.truth.epoch
         "data.n_train=128", "model.landmarks=4", "model.calib_batches=2", "logger=none"]
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny networks train fastest on one thread; two threads on a busy 2-core machine are ~20x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def test_spos_sampling_covers_every_op_on_every_edge():
     paths = np.array([sample_arch(0, step) for step in range(300)])
     assert paths.shape == (300, len(EDGES))
