@@ -266,7 +266,10 @@ def test_experiment_recipes_compose(experiment, data, n_train, epochs, lam, tmp_
     cfg = compose_train([f"experiment={experiment}"], tmp_path)
     target = compose_train([f"data={data}"], tmp_path).data.target
     assert cfg.model._target_ == "nasrank.models.nar.NARModule" and cfg.data.target == target
-    assert (cfg.data.n_train, cfg.trainer.max_epochs, cfg.model.loss.rank_weight) == (n_train, epochs, lam)
+    steps_per_epoch = -(-cfg.data.n_train // cfg.data.batch_size)
+    # NB201 recipes express the paper's epochs as an equal step budget (max_epochs=-1)
+    recipe_epochs = cfg.trainer.max_epochs if cfg.trainer.max_epochs > 0 else cfg.trainer.max_steps // steps_per_epoch
+    assert (cfg.data.n_train, recipe_epochs, cfg.model.loss.rank_weight) == (n_train, epochs, lam)
 
 
 @pytest.mark.skipif(not NB201_CSV.is_file(), reason=f"shared NB201 table not found at {NB201_CSV} (set NASRANK_DATA_DIR)")
