@@ -58,11 +58,11 @@ class Strategy(ABC):
             raise ConfigError(f"budget={budget} is too small for sampler {self.name}: it needs at least {self.min_budget} {self.budget_reason()}")
         self.check(ranker)
         oracle = Oracle(benchmark, self.target, budget)
-        start = time.perf_counter()
+        start, fits = time.perf_counter(), ranker.fits if ranker is not None else 0
         self.search(oracle, ranker, np.random.default_rng(seed))
         extra = {"time_s": round(time.perf_counter() - start, 2)}
         if ranker is not None:
-            extra.update(ranker=ranker.name, ranker_fits=ranker.fits)
+            extra.update(ranker=ranker.name, ranker_fits=ranker.fits - fits)
         return oracle.history(self.name, seed, **extra)
 
     def budget_reason(self) -> str:

@@ -4,6 +4,9 @@ checkpoint round trip, and debug runs through Hydra with both encoders."""
 
 from __future__ import annotations
 
+import math
+from functools import partial
+
 import hydra
 import lightning as L
 import pytest
@@ -115,11 +118,23 @@ def test_transformer_without_positions_is_permutation_equivariant() -> None:
     assert not torch.allclose(with_pos.encode(tokens[:, perm], pad[:, perm]), with_pos.encode(tokens, pad)[:, perm], atol=1e-3)
 
 
-def test_bad_encoder_settings_are_one_line_errors() -> None:
+def test_bad_settings_are_one_line_errors() -> None:
     with pytest.raises(ConfigError, match="positional='rope'; allowed: sinusoid, learned, none"):
         TokenTransformer(token_dim=3, max_nodes=4, positional="rope")
     with pytest.raises(ConfigError, match="hidden=10 must be divisible by heads=4"):
         TokenTransformer(token_dim=3, max_nodes=4, hidden=10)
+
+    def nar(**kwargs) -> NARModule:
+        return NARModule(encoder=partial(TokenTransformer, hidden=8, layers=1), data_info=dict(token_dim=5, max_nodes=3, num_tiers=2),
+                         loss=TierRankLoss(PairwiseLogistic()), optimizer=partial(torch.optim.AdamW), **kwargs)
+
+    assert len(nar(members=2).nets) == 2
+    with pytest.raises(ConfigError, match="members=0; allowed: ≥ 1"):
+        nar(members=0)
+    with pytest.raises(ConfigError, match="readout='max'; allowed: flatten, mean"):
+        nar(readout="max")
+    with pytest.raises(ConfigError, match="decoder query='both'; allowed: tiers, arch"):
+        nar(decoder_query="both")
 
 
 # -- real data: training, tier embeddings, checkpoints ---------------------------------------------

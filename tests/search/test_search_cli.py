@@ -61,7 +61,7 @@ def test_every_sampler_config_composes_and_saves(sampler, tmp_path) -> None:
     """Each sampler through the composed search config (cheap settings), as search.py runs it."""
     fast = {"topk": ["sampler.n_init=10", "sampler.pool_size=300", "+model.encoder.conv_channels=[4]", "+model.encoder.fc=[16]"],
             "nar_tier": ["sampler.n_init=10", "sampler.pool_size=300", *TINY_NAR[:-1]],
-            "predictor_evolution": ["sampler.population=10", "sampler.mutants=20", "+model.encoder.conv_channels=[4]", "+model.encoder.fc=[16]"],
+            "predictor_evolution": ["sampler.population=10", "sampler.mutants=20", *TINY_NAR[:-1]],
             "evolution": ["sampler.population=10"]}.get(sampler, [])
     cfg = compose_train([f"sampler={sampler}", "data=nb201_imagenet16", "budget=15", "ranker.epochs=1", *fast], tmp_path, "search")
     history, paths = search(cfg)

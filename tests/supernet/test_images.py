@@ -8,11 +8,13 @@ import struct
 import numpy as np
 import pytest
 import torch
+from conftest import compose_train, needs_nb201
 
 from nasrank.benchmarks.benchmark import Benchmark
 from nasrank.data.images import ImageDataModule, load_cifar, load_digits_images, load_imagenet16
 from nasrank.errors import ConfigError, CorruptDataError, DataNotFoundError, UnsafePickleError
 from nasrank.spaces.nb201 import SPACE
+from nasrank.training import train
 
 # ------------------------------------------------------------------ Python-2 pickles, as the originals were written
 
@@ -168,3 +170,17 @@ def test_bad_sizes_are_config_errors():
         ImageDataModule("digits", n_train=800, n_val=300)
     with pytest.raises(ConfigError, match="no ground truth"):
         ImageDataModule("digits").data_info()
+
+
+@needs_nb201
+def test_cifar10_experiment_wires_files_table_truth_and_supernet(cifar10, tmp_path):
+    """The full-size CIFAR-10 setting end to end on tiny official-format files (a tiny network, one step)."""
+    cfg = compose_train(["experiment=landmark_nb201_cifar10", f"data.data_dir={cifar10.parent}", "data.n_val=4", "data.batch_size=8",
+                         "data.truth.num_archs=10", "model.landmarks=4", "model.channels=2", "model.cells_per_stage=1",
+                         "logger=none", "+trainer.fast_dev_run=true"], tmp_path)
+    metrics, objects = train(cfg)
+    truth = objects["datamodule"].benchmark
+    assert len(truth) == 10 and truth.targets["cifar10/test_acc"][0] == pytest.approx(94.373, abs=1e-3)
+    idx, _, target = objects["model"].test_predictions  # one step of a 2-channel net: scores may all tie (ktau NaN)
+    assert "test/ktau" in metrics and idx.tolist() == objects["model"].heldout.tolist()
+    assert target.tolist() == pytest.approx(truth.targets["cifar10/test_acc"][idx].tolist())
