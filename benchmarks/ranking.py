@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import multiprocessing
 import os
 import platform
 import resource
@@ -33,6 +32,7 @@ import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Iterator
 
@@ -45,6 +45,7 @@ from nasrank.cli import CONF_DIR, check_compose, check_group_overrides, user_err
 from nasrank.errors import ConfigError
 from nasrank.metrics import ranking_metrics
 from nasrank.models.baselines import BASELINES, torch_threads
+from parallel import run_forked
 
 RESULTS = REPO_ROOT / "benchmarks" / "results" / "ranking.jsonl"
 NB201 = ["nb201_cifar10", "nb201_cifar100", "nb201_imagenet16"]
@@ -139,12 +140,13 @@ def select_rows(args: argparse.Namespace) -> list[Row]:
     return rows
 
 
-def compose_cfg(row: Row, output_dir: str):
+def compose_cfg(row: Row, output_dir: str, accelerator: str = "cpu"):
     """The train config of this row (data, split sizes, seed, method overrides), writing under output_dir."""
     from hydra import compose, initialize_config_dir
 
     method = method_overrides(row.method)
-    overrides = [f"data={row.benchmark}"] + (method + LIGHTNING_OVERRIDES if method is not None else [])
+    lightning = LIGHTNING_OVERRIDES + [f"trainer.accelerator={accelerator}"]
+    overrides = [f"data={row.benchmark}"] + (method + lightning if method is not None else [])
     overrides += [f"data.n_train={row.n_train}", f"data.n_val={row.n_val}", f"seed={row.seed}",
                   f"paths.output_dir={output_dir}", *row.overrides]
     if msg := check_group_overrides(overrides) or check_compose("train", overrides):
@@ -155,19 +157,33 @@ def compose_cfg(row: Row, output_dir: str):
 
 def lightning_scores(cfg) -> tuple[np.ndarray, object, float, dict]:
     """Fit through `nasrank.training.train`, reload the best val/ktau epoch, score every row."""
-    from nasrank.training import check_checkpoint, train
+    from nasrank.training import train
 
     metrics, objs = train(cfg)
-    model, dm, trainer = objs["model"], objs["datamodule"], objs["trainer"]
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    if best:
-        model.load_state_dict(check_checkpoint(best, model))
-    model.eval()
+    trainer = objs["trainer"]
+    best = load_best(objs)
     start = time.perf_counter()
-    with torch.inference_mode():
-        scores = torch.cat([model(b).flatten() for b in dm.rows_loader(np.arange(len(dm.benchmark)))])
+    scores = score_all(objs["model"], objs["datamodule"])
     info = {"epochs": trainer.current_epoch, "best_epoch": int(Path(best).stem.split("_")[-1]) if best else None}
-    return scores.double().numpy(), dm, metrics["time/fit_s"], {"score_s": time.perf_counter() - start, **info}
+    return scores, objs["datamodule"], metrics["time/fit_s"], {"score_s": time.perf_counter() - start, **info}
+
+
+def load_best(objs: dict) -> str:
+    """Load the best val/ktau checkpoint of a `train` run into its model; its path ('' if none)."""
+    from nasrank.training import check_checkpoint
+
+    callback = objs["trainer"].checkpoint_callback
+    best = callback.best_model_path if callback else ""
+    if best:
+        objs["model"].load_state_dict(check_checkpoint(best, objs["model"]))
+    return best
+
+
+def score_all(model, dm) -> np.ndarray:
+    """The model's scores of every benchmark row (float64)."""
+    model.eval()
+    with torch.inference_mode():
+        return torch.cat([model(b.to(model.device)).flatten().cpu() for b in dm.rows_loader(np.arange(len(dm.benchmark)))]).double().numpy()
 
 
 def baseline_scores(method: str, cfg, threads: int) -> tuple[np.ndarray, object, float, dict]:
@@ -176,7 +192,7 @@ def baseline_scores(method: str, cfg, threads: int) -> tuple[np.ndarray, object,
 
     dm = hydra.utils.instantiate(cfg.data)
     extra = {"n_jobs": threads} if method == "gbdt" else {"threads": threads}
-    model = BASELINES[method](dm.benchmark, cfg.data.target, seed=cfg.seed, graphs=dm.graphs, **extra)
+    model = BASELINES[method](dm.benchmark, cfg.data.target, seed=cfg.seed, graphs=dm.encoded_graphs, **extra)
     start = time.perf_counter()
     model.fit(dm.split.train)
     fit_s = time.perf_counter() - start
@@ -198,7 +214,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def run_row(row: Row, threads: int = 1) -> dict:
+def run_row(row: Row, threads: int = 1, accelerator: str = "cpu") -> dict:
     """One result line; any error becomes an `error` field instead of an exception.
 
     One thread by default: every model here is small, and on a shared machine extra threads cost far
@@ -208,13 +224,13 @@ def run_row(row: Row, threads: int = 1) -> dict:
     for name in ("lightning.pytorch", "lightning.fabric"):  # one progress line per row, not Lightning's banners
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"lightning\.")  # torch 2.13's LeafSpec notice
-    out = {**asdict(row), "overrides": list(row.overrides), "threads": threads,
+    out = {**asdict(row), "overrides": list(row.overrides), "threads": threads, "accelerator": accelerator,
            "machine": f"{platform.machine()}, {os.cpu_count()} cores", "date": time.strftime("%Y-%m-%d %H:%M"),
            "load_avg": round(os.getloadavg()[0], 2),  # timings are only comparable at similar load
            "rss_start_mb": peak_rss_mb()}  # what the process held before the row (imported libraries)
     try:
         with torch_threads(threads), tempfile.TemporaryDirectory(prefix="nasrank-ranking-") as tmp:
-            cfg = compose_cfg(row, tmp)
+            cfg = compose_cfg(row, tmp, accelerator)
             if method_overrides(row.method) is None:
                 scores, dm, fit_s, info = baseline_scores(row.method, cfg, threads)
             else:
@@ -229,35 +245,17 @@ def run_row(row: Row, threads: int = 1) -> dict:
     val_ktau = ranking_metrics(torch.from_numpy(scores[val_rows]), torch.from_numpy(values[val_rows]))["ktau"] if len(val_rows) >= 2 else None
     out.update(target=str(cfg.data.target), n_test=len(dm.split.test), test_ktau=test["ktau"], test_spearman=test["spearman"],
                **{f"test_{k}": test[k] for k in ("p@10", "n@10", "ndcg@10", "p@1pct", "regret")}, val_ktau=val_ktau,
-               fit_s=fit_s, score_rows=len(scores), peak_rss_mb=peak_rss_mb(), **info)
+               fit_s=fit_s, score_rows=len(scores), peak_rss_mb=peak_rss_mb(), transfer=transfer_ktau(dm, scores), **info)
     return out
 
 
-def _child(row: Row, threads: int, conn) -> None:
-    conn.send(run_row(row, threads))
-    conn.close()
-
-
-def run_isolated(row: Row, threads: int) -> dict:
-    """`run_row` in a forked child: its own peak RSS, and a crash becomes an error row.
-
-    Fork (not spawn) keeps the per-row start cheap (imports take 5-15 s here).  It is safe because the
-    CLI's parent process never runs torch ops: a parent whose OpenMP pool is alive would deadlock its
-    children, so library callers that already trained something use `run_row` directly.
-    """
-    ctx = multiprocessing.get_context("fork")
-    recv, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(row, threads, send))
-    proc.start()
-    send.close()
-    try:
-        result = recv.recv()
-    except EOFError:
-        result = {**asdict(row), "overrides": list(row.overrides), "error": "the row's process died without a result"}
-    proc.join()
-    if proc.exitcode not in (0, None) and "error" not in result:
-        result["error"] = f"the row's process exited with code {proc.exitcode}"
-    return result
+def transfer_ktau(dm, scores: np.ndarray) -> dict[str, float]:
+    """Test KTau of the same scores against the benchmark's other datasets' targets of the same kind
+    (e.g. cifar100/test_acc for a cifar10/test_acc row): the cross-dataset transfer matrix's entries."""
+    dataset, _, kind = dm.hparams.target.partition("/")
+    test = dm.split.test
+    return {key: ranking_metrics(torch.from_numpy(scores[test]), torch.from_numpy(dm.benchmark.target(key)[test]))["ktau"]
+            for key in dm.benchmark.targets if key.endswith(f"/{kind}") and key != dm.hparams.target}
 
 
 def read_rows(path: Path) -> Iterator[dict]:
@@ -303,12 +301,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--n-val", type=int, help="fixed validation size (default: 64 for n_train ≤ 200, else 256)")
     p.add_argument("--override", nargs="+", default=[], help="extra Hydra overrides for every row (part of the row key)")
     p.add_argument("--threads", type=int, default=1, help="torch/LightGBM threads per row (default 1, see run_row)")
+    p.add_argument("--workers", type=int, default=1, help="rows run at once, each in its own process (machines with spare cores)")
+    p.add_argument("--accelerator", choices=["cpu", "gpu"], default="cpu", help="Lightning accelerator (recorded in each row, not part of its key)")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--list", action="store_true", help="print the pending rows and exit")
     p.add_argument("--in-process", action="store_true", help="run rows in this process (debugging; RSS then accumulates)")
     args = p.parse_args(argv)
-    if args.threads < 1:
-        p.error(f"--threads must be at least 1, got {args.threads}")
+    if args.threads < 1 or args.workers < 1:
+        p.error(f"--threads and --workers must be at least 1, got {args.threads} and {args.workers}")
     if args.quick:
         args.grid = args.grid or "quick"
     return args
@@ -326,11 +326,13 @@ def main(argv: list[str] | None = None) -> int:
     done = done_keys(args.out)
     pending = [r for r in rows if r.key() not in done]
     print(f"{len(rows)} rows, {len(rows) - len(pending)} already in {args.out}, {len(pending)} to run", flush=True)
-    for i, row in enumerate(pending, 1):
-        if args.list:
-            print(row)
-            continue
-        result = run_row(row, args.threads) if args.in_process else run_isolated(row, args.threads)
+    if args.list:
+        print("\n".join(map(str, pending)))
+        return 0
+    job = partial(run_row, threads=args.threads, accelerator=args.accelerator)
+    died = lambda row, reason: {**asdict(row), "overrides": list(row.overrides), "error": reason}  # noqa: E731
+    results = ((row, job(row)) for row in pending) if args.in_process else run_forked(job, pending, args.workers, died)
+    for i, (_, result) in enumerate(results, 1):
         append(args.out, {**result, "command": command})
         print(f"[{i}/{len(pending)}] {summary_line(result)}", flush=True)
     return 0

@@ -194,6 +194,9 @@ SEARCH_CASES = [
     (["sampler=bayesopt"], "unknown sampler option"),
     (["budget=0"], "budget=0 is too small for sampler random"),
     (["budget=-5"], "budget=-5 is too small for sampler random"),
+    (["constraint.latency_max=0.01"], "analognas has no latency cost on cifar10; available: params, flops"),
+    (["constraint.params_max=0.01"], "no cell of analognas satisfies constraint.params_max=0.01 on cifar10; allowed: at least the smallest params"),
+    (["constraint.flops_max=-3"], "constraint.flops_max=-3; allowed: a number > 0 (MFLOPs) or null"),
 ]
 
 

@@ -54,6 +54,9 @@ class ArchRankDataModule(L.LightningDataModule):
         n_train, n_val: counts, or fractions in (0, 1) of the pool; test = every remaining row.
         split_seed: seed of the split (independent of the training seed).
         dedup_iso: split over one representative per isomorphism class.
+        canonical_iso: encode every row as its isomorphism class's first row, so cells that compute
+            the same function (NB201: ops on edges that reach no output, `none` vs. dead paths) get
+            identical features and scores, and a ranker need not learn that equivalence from few labels.
         num_tiers: k quantile tiers of the training targets (tier 0 = best) attached to each row.
         tensors: extra encodings to attach: ``"renas"`` (`batch.tensor`) and/or ``"nar"`` (`batch.tokens`).
         node_costs: append per-node FLOPs/params (normalised) to the node features `x`.
@@ -63,7 +66,7 @@ class ArchRankDataModule(L.LightningDataModule):
 
     def __init__(self, benchmark: Benchmark | Callable[[], Benchmark], target: str, n_train: int | float = 0.1,
                  n_val: int | float = 0, split_seed: int = 0, batch_size: int = 128, eval_batch_size: int = 4096,
-                 dedup_iso: bool = False, num_tiers: int = 5, tensors: Sequence[str] = (), node_costs: bool = True,
+                 dedup_iso: bool = False, canonical_iso: bool = False, num_tiers: int = 5, tensors: Sequence[str] = (), node_costs: bool = True,
                  cost_dataset: str | None = None, eval_targets: Sequence[str] = (), num_workers: int = 0) -> None:
         super().__init__()
         tensors, eval_targets = list(tensors), list(eval_targets)  # plain lists: checkpoints load with weights_only
@@ -107,6 +110,21 @@ class ArchRankDataModule(L.LightningDataModule):
         return dense_graphs(self.benchmark.archs, self.benchmark.space)
 
     @cached_property
+    def encoded_rows(self) -> np.ndarray:
+        """Row whose graph encodes each row: itself, or its isomorphism class's first row (`canonical_iso`)."""
+        if not self.hparams.canonical_iso:
+            return np.arange(len(self.benchmark), dtype=np.int64)
+        first: dict = {}
+        return np.asarray([first.setdefault(key, i) for i, key in enumerate(self.benchmark.iso_keys())], dtype=np.int64)
+
+    @cached_property
+    def encoded_graphs(self) -> DenseGraphs:
+        """The graph each row is encoded by (`graphs` itself unless `canonical_iso`), for table baselines."""
+        if not self.hparams.canonical_iso:
+            return self.graphs
+        return DenseGraphs(self.graphs.ops[self.encoded_rows], self.graphs.adj[self.encoded_rows])
+
+    @cached_property
     def cost_dataset(self) -> str:
         return self.hparams.cost_dataset or self.hparams.target.split("/")[0]
 
@@ -137,20 +155,20 @@ class ArchRankDataModule(L.LightningDataModule):
     def collate(self, rows: Sequence[int]) -> "torch_geometric.data.Batch":  # noqa: F821
         """Build one PyG `Batch` for these benchmark rows (vectorised)."""
         rows = np.asarray(rows, dtype=np.int64)
-        g = self.graphs
-        ops, adj = torch.from_numpy(g.ops[rows]), torch.from_numpy(g.adj[rows])
+        g, enc = self.graphs, self.encoded_rows[rows]
+        ops, adj = torch.from_numpy(g.ops[enc]), torch.from_numpy(g.adj[enc])
         y = torch.from_numpy(self.values[rows]).float()
         attrs = dict(y=y, y_norm=(y - self.y_mean) / self.y_std, tier=torch.from_numpy(self.tiers[rows]),
                      idx=torch.from_numpy(rows))
         if self.extra_values is not None:
             attrs["y_extra"] = torch.from_numpy(self.extra_values[rows]).float()
         if self.hparams.tensors:
-            flops, params = (torch.from_numpy(a[rows]) for a in self.node_cost_arrays)
+            flops, params = (torch.from_numpy(a[enc]) for a in self.node_cost_arrays)
             if "renas" in self.hparams.tensors:
                 attrs["tensor"] = renas_tensor(ops, adj, flops, params, scale=self.cost_scale)
             if "nar" in self.hparams.tensors:
                 attrs["tokens"], attrs["token_mask"] = nar_tokens(ops, adj, flops, params, n_ops=self.num_ops, scale=self.cost_scale)
-        extra = torch.from_numpy(self._node_extra[rows]) if self.hparams.node_costs else None
+        extra = torch.from_numpy(self._node_extra[enc]) if self.hparams.node_costs else None
         return to_batch(ops, adj, self.num_ops, node_extra=extra, **attrs)
 
     def rows_loader(self, rows: np.ndarray, shuffle: bool = False, batch_size: int | None = None) -> DataLoader:

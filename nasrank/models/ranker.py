@@ -25,11 +25,15 @@ class RankerModule(L.LightningModule):
         optimizer: partial optimiser (Hydra `_partial_`), called with the parameters.
         scheduler: optional partial LR scheduler, stepped every optimisation step.
         eval_targets: names of the datamodule's extra targets (`batch.y_extra` columns) to rank too.
+        canonical_iso: the model's data encodes isomorphic cells identically; the data config reads it
+            from the model config (`data.canonical_iso`), and it is kept here so a checkpoint says so.
     """
 
     def __init__(self, loss: nn.Module, optimizer: Callable, scheduler: Callable | None = None,
-                 eval_targets: Sequence[str] = (), ks: Sequence[int] = DEFAULT_KS) -> None:
+                 eval_targets: Sequence[str] = (), ks: Sequence[int] = DEFAULT_KS, canonical_iso: bool = False) -> None:
         super().__init__()
+        #: read by the data config (`data.canonical_iso`): the model was trained on canonical encodings
+        self.canonical_iso = canonical_iso
         self.loss_fn = loss
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.eval_targets = list(eval_targets)

@@ -39,10 +39,14 @@ class History:
         archs: each query's architecture string (`Arch.to_str()`), so a history is readable alone.
         values: true target value of each query.
         sources: why each cell was queried (``random``, ``mutation``, ``ranker``, ...).
-        ranks: 1-based rank of each queried value in the whole space (see `space_ranks`).
-        optimum: best value in the space.
-        space_size: number of cells in the benchmark.
-        extra: facts about the run that are not queries (ranker, wall time, number of ranker fits).
+        ranks: 1-based rank of each queried value in the searched space (see `space_ranks`).
+        optimum: best value in the searched space.
+        space_size: number of cells in the searched space.
+        extra: facts about the run that are not queries (ranker, wall time, number of ranker fits; for
+            a constrained run ``constraint``, ``feasible_cells`` and ``all_cells``).
+
+    The searched space is the whole benchmark, or only its cells within the cost constraint when one
+    is set (``extra["constraint"]``): a constrained search is judged against the best feasible cell.
     """
 
     strategy: str
@@ -139,14 +143,20 @@ class History:
         return paths
 
     def summary(self) -> str:
-        """The few lines `search.py` prints."""
+        """The few lines `search.py` prints (a constrained run's say "feasible" where it matters)."""
         b = self.best_index
         hit = self.queries_to_optimum
-        return "\n".join([
-            f"sampler {self.strategy} on {self.benchmark} {self.target}, seed {self.seed}: {len(self)} queries used (budget {self.budget})",
-            f"best cell: {self.archs[b]}",
-            f"true {self.target}: {self.values[b]:.4f} (space optimum {self.optimum:.4f}, regret {self.regret[-1]:.4f})",
-            f"rank in the space: {self.ranks[b]} of {self.space_size} (top {self.best_percentile[-1]:.3g} %), found at query {b + 1}",
-            f"optimum reached at query {hit}" if hit else "optimum not reached",
+        bounds = self.extra.get("constraint")
+        feasible = "feasible " if bounds else ""
+        lines = [f"sampler {self.strategy} on {self.benchmark} {self.target}, seed {self.seed}: {len(self)} queries used (budget {self.budget})"]
+        if bounds:
+            constraint = ", ".join(f"{key}={value:g}" for key, value in bounds.items())
+            lines.append(f"constraint {constraint}: {self.space_size} of {self.extra['all_cells']} cells feasible")
+        return "\n".join(lines + [
+            f"best {feasible}cell: {self.archs[b]}",
+            f"true {self.target}: {self.values[b]:.4f} ({feasible or 'space '}optimum {self.optimum:.4f}, regret {self.regret[-1]:.4f})",
+            f"rank {'among feasible cells' if bounds else 'in the space'}: {self.ranks[b]} of {self.space_size} "
+            f"(top {self.best_percentile[-1]:.3g} %), found at query {b + 1}",
+            f"{feasible}optimum reached at query {hit}" if hit else f"{feasible}optimum not reached",
         ])
 

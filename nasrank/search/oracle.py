@@ -1,8 +1,10 @@
 """`Oracle`: the only way a strategy learns a true value, so the budget rules hold for every strategy.
 
 Every query goes through `Oracle.query`, which counts it against the budget and refuses a cell that
-was already queried or is isomorphic to one that was (`Arch.iso_key`): strategies cannot cheat by
-construction, and the rules are tested once, here, instead of once per strategy.
+was already queried or is isomorphic to one that was (`Arch.iso_key`), or that breaks the search's
+cost constraint: strategies cannot cheat by construction, and the rules are tested once, here,
+instead of once per strategy.  Strategies pick cells through `free` / `sample_free` /
+`distinct_free`, so under a constraint they propose feasible cells only, without knowing it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import numpy as np
 
 from nasrank.benchmarks.benchmark import Benchmark
 from nasrank.errors import ConfigError
+from nasrank.search.constraints import Constraint
 from nasrank.search.history import History, space_ranks
 
 
@@ -28,16 +31,22 @@ class Oracle:
     Args:
         benchmark: the table queried.
         target: target key, e.g. ``"cifar10/test_acc"``.
-        budget: number of queries allowed; at most the number of non-isomorphic cells.
+        budget: number of queries allowed; at most the number of non-isomorphic (feasible) cells.
+        constraint: cost bounds on the target's dataset; only cells within them may be queried.
     """
 
-    def __init__(self, benchmark: Benchmark, target: str, budget: int) -> None:
+    def __init__(self, benchmark: Benchmark, target: str, budget: int, constraint: Constraint | None = None) -> None:
         self.benchmark, self.target = benchmark, target
+        self.constraint = constraint or Constraint()
         self._values = np.asarray(benchmark.target(target), dtype=np.float64)
+        #: (N,) bool: rows within the constraint (all rows when unconstrained)
+        self.feasible = self.constraint.feasible(benchmark, target.split("/")[0]) if self.constraint else np.ones(len(benchmark), dtype=bool)
         self.classes = iso_classes(benchmark)
         n_classes = int(self.classes.max()) + 1 if len(self.classes) else 0
-        if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or not 1 <= budget <= n_classes:
-            raise ConfigError(f"budget={budget!r}; allowed: an integer in 1..{n_classes} (the non-isomorphic cells of {benchmark.name})")
+        n_open = len(np.unique(self.classes[self.feasible]))
+        if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or not 1 <= budget <= n_open:
+            within = f" within {self.constraint}" if self.constraint else ""
+            raise ConfigError(f"budget={budget!r}; allowed: an integer in 1..{n_open} (the non-isomorphic cells of {benchmark.name}{within})")
         self.budget = int(budget)
         self._seen = np.zeros(n_classes, dtype=bool)
         self.rows: list[int] = []
@@ -56,8 +65,8 @@ class Oracle:
         return np.asarray(self.rows, dtype=np.int64)
 
     def free(self, rows: np.ndarray) -> np.ndarray:
-        """Bool mask: which of `rows` may still be queried (no queried cell is isomorphic to them)."""
-        return ~self._seen[self.classes[rows]]
+        """Bool mask: which of `rows` may still be queried (feasible, and no queried cell is isomorphic to them)."""
+        return ~self._seen[self.classes[rows]] & self.feasible[rows]
 
     def value(self, row: int) -> float:
         """True value of a row that was already queried (reading it again is free)."""
@@ -71,13 +80,15 @@ class Oracle:
     def query(self, rows: Iterable[int], source: str) -> np.ndarray:
         """Query these rows in order; returns their true values.
 
-        Raises `RuntimeError` (a strategy bug, not user input) past the budget or on a repeated or
-        isomorphic cell, including two isomorphic cells in the same call.
+        Raises `RuntimeError` (a strategy bug, not user input) past the budget, on an infeasible cell
+        or on a repeated or isomorphic cell, including two isomorphic cells in the same call.
         """
         rows = [int(r) for r in rows]
         for row in rows:
             if self.remaining <= 0:
                 raise RuntimeError(f"budget of {self.budget} queries exhausted")
+            if not self.feasible[row]:
+                raise RuntimeError(f"row {row} breaks the constraint {self.constraint}")
             if self._seen[self.classes[row]]:
                 raise RuntimeError(f"row {row} repeats an already queried (or isomorphic) cell")
             self._seen[self.classes[row]] = True
@@ -99,8 +110,11 @@ class Oracle:
         return ordered[np.sort(first)]
 
     def history(self, strategy: str, seed: int, **extra) -> History:
-        rows = self.queried
+        """The queries so far; optimum, ranks and space size are those of the feasible cells."""
+        rows, space = self.queried, self._values[self.feasible]
+        if self.constraint:
+            extra = {**extra, "constraint": self.constraint.as_config(), "feasible_cells": len(space), "all_cells": len(self)}
         return History(strategy=strategy, benchmark=self.benchmark.name, target=self.target, seed=int(seed),
                        budget=self.budget, rows=rows, archs=tuple(self.benchmark.archs[r].to_str() for r in rows),
-                       values=self._values[rows], sources=tuple(self.sources), ranks=space_ranks(self._values, self._values[rows]),
-                       optimum=float(self._values.max()), space_size=len(self), extra=extra)
+                       values=self._values[rows], sources=tuple(self.sources), ranks=space_ranks(space, self._values[rows]),
+                       optimum=float(space.max()), space_size=len(space), extra=extra)

@@ -1,4 +1,5 @@
-"""Regret-vs-queries plots: one look for every strategy, single runs and seed medians alike.
+"""Search plots: regret vs queries (one look for every strategy, single runs and seed medians alike)
+and value vs cost (a run's Pareto front).
 
 Figures are built without pyplot (no global state, no display: the Agg canvas behind
 `Figure.savefig`), so plotting is safe inside sweeps and tests.  Regret uses a symlog axis: linear
@@ -18,6 +19,7 @@ from nasrank.benchmarks.cache import write_atomic
 from nasrank.search.history import History
 
 LINTHRESH = 0.01  # regret below this is drawn on a linear scale
+Points = tuple[np.ndarray, np.ndarray]  # (costs, values)
 
 
 def _axes(title: str, ylabel: str) -> tuple[Figure, object]:
@@ -57,5 +59,24 @@ def plot_regret_bands(curves: Mapping[str, np.ndarray], path: str | Path, title:
         lo, med, hi = np.percentile(regret, [25, 50, 75], axis=0)
         line = ax.step(x, med, where="post", label=f"{label} ({len(regret)} seeds)")[0]
         ax.fill_between(x, lo, hi, step="post", alpha=0.15, color=line.get_color())
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_pareto(queried: Points, front: Points, space_front: Points, bound: float | None, xlabel: str, ylabel: str,
+                path: str | Path, title: str) -> Path:
+    """Every queried cell, their front (cheapest first) highlighted, the whole space's front as a faint
+    reference and the cost bound (None: unconstrained) as a vertical line, saved as a PNG."""
+    fig = Figure(figsize=(6, 4), dpi=110)
+    ax = fig.subplots()
+    ax.scatter(*queried, s=10, color="tab:gray", alpha=0.5, label=f"queried ({len(queried[0])})")
+    ax.step(*space_front, where="post", color="tab:blue", alpha=0.3, label="front of the whole space")
+    ax.step(*front, where="post", color="tab:orange", marker="o", markersize=4, label=f"front of the queries ({len(front[0])})")
+    if bound is not None:
+        ax.axvline(bound, color="tab:red", linestyle="--", label=f"bound {bound:g}")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, path)

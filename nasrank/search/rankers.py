@@ -122,7 +122,7 @@ class BaselineRanker:
 
     def __init__(self, name: str, datamodule: QueriedDataModule, seed: int, **options) -> None:
         self.name, self.fits, self.dm = name, 0, datamodule
-        self.model = BASELINES[name](datamodule.benchmark, datamodule.hparams.target, seed=seed, graphs=datamodule.graphs, **options)
+        self.model = BASELINES[name](datamodule.benchmark, datamodule.hparams.target, seed=seed, graphs=datamodule.encoded_graphs, **options)
 
     @property
     def graphs(self) -> DenseGraphs:

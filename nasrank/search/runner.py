@@ -12,8 +12,10 @@ import lightning as L
 from omegaconf import DictConfig
 
 from nasrank.errors import ConfigError
+from nasrank.search.constraints import Constraint, space_costs
 from nasrank.search.data import QueriedDataModule
 from nasrank.search.history import History
+from nasrank.search.pareto import front_cost, save_front
 from nasrank.search.plot import plot_regret
 from nasrank.search.rankers import build_ranker
 from nasrank.search.strategies import Strategy
@@ -25,16 +27,23 @@ def build_datamodule(data: DictConfig) -> QueriedDataModule:
 
 
 def search(cfg: DictConfig) -> tuple[History, list[Path]]:
-    """Run `cfg.sampler` on `cfg.data` with `cfg.budget` queries; save history (JSON, CSV) and the
-    regret plot under `cfg.paths.output_dir`.  Returns the history and the files written."""
+    """Run `cfg.sampler` on `cfg.data` with `cfg.budget` queries of cells within `cfg.constraint`; save
+    history (JSON, CSV), the regret plot and, for a constrained run or `cfg.pareto`, the Pareto front
+    (CSV, PNG) under `cfg.paths.output_dir`.  Returns the history and the files written."""
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int):
         raise ConfigError(f"seed must be an integer, got {cfg.seed!r}")
+    constraint = Constraint.from_config(cfg.constraint)
+    cost = front_cost(cfg.pareto, constraint)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     strategy: Strategy = hydra.utils.instantiate(cfg.sampler, target=cfg.data.target)
     datamodule = build_datamodule(cfg.data)
+    benchmark = datamodule.benchmark
+    costs = space_costs(benchmark, cfg.data.target.split("/")[0], [cost])[cost] if cost else None  # refused before any query
     ranker = build_ranker(cfg, datamodule) if strategy.uses_ranker else None
-    history = strategy.run(datamodule.benchmark, ranker, cfg.budget, cfg.seed)
+    history = strategy.run(benchmark, ranker, cfg.budget, cfg.seed, constraint)
     out = Path(cfg.paths.output_dir)
     paths = history.save(out)
     paths.append(plot_regret([history], out / "regret.png"))
+    if cost:
+        paths += save_front(history, benchmark.target(history.target), costs, cost, constraint.bounds.get(cost), out)
     return history, paths

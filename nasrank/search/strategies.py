@@ -3,7 +3,8 @@
 All strategies are *anytime*: the budget only decides when they stop, never what they do before
 (fixed initial sizes, refit points and batch sizes), so the first q queries of a run with budget B
 are exactly a run with budget q.  Every query goes through an `Oracle`, which enforces the budget and
-refuses repeated or isomorphic cells; every random choice comes from one seeded generator.
+the cost constraint and refuses repeated or isomorphic cells; every random choice comes from one
+seeded generator.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 
 from nasrank.benchmarks.benchmark import Benchmark
 from nasrank.errors import ConfigError, InvalidArchError
+from nasrank.search.constraints import Constraint
 from nasrank.search.history import History
 from nasrank.search.oracle import Oracle
 from nasrank.search.rankers import Ranker
@@ -52,12 +54,12 @@ class Strategy(ABC):
         if self.uses_ranker and ranker is None:
             raise ConfigError(f"sampler {self.name} needs a ranker")
 
-    def run(self, benchmark: Benchmark, ranker: Ranker | None, budget: int, seed: int) -> History:
-        """Search `benchmark` with at most `budget` queries; same seed, same history."""
+    def run(self, benchmark: Benchmark, ranker: Ranker | None, budget: int, seed: int, constraint: Constraint | None = None) -> History:
+        """Search `benchmark` with at most `budget` queries, of cells within `constraint` only; same seed, same history."""
         if isinstance(budget, (int, np.integer)) and not isinstance(budget, bool) and budget < self.min_budget:
             raise ConfigError(f"budget={budget} is too small for sampler {self.name}: it needs at least {self.min_budget} {self.budget_reason()}")
         self.check(ranker)
-        oracle = Oracle(benchmark, self.target, budget)
+        oracle = Oracle(benchmark, self.target, budget, constraint)
         start, fits = time.perf_counter(), ranker.fits if ranker is not None else 0
         self.search(oracle, ranker, np.random.default_rng(seed))
         extra = {"time_s": round(time.perf_counter() - start, 2)}

@@ -74,3 +74,20 @@ def test_datamodule_rejects_bad_target_and_nan(bench):
     broken = replace(bench, targets={"cifar10/x": np.where(np.arange(len(bench)) == 5, np.nan, 1.0)}, _index=None)
     with pytest.raises(CorruptDataError, match="NaN"):
         ArchRankDataModule(broken, "cifar10/x")
+
+
+def test_canonical_iso_encodes_isomorphic_cells_alike(bench):
+    """Cells of one isomorphism class get the class's first row's features but keep their own targets."""
+    plain = ArchRankDataModule(bench, "cifar10/baseline_acc", n_train=100, tensors=["renas", "nar"])
+    canon = ArchRankDataModule(bench, "cifar10/baseline_acc", n_train=100, tensors=["renas", "nar"], canonical_iso=True)
+    keys = bench.iso_keys()
+    first = {}
+    a, b = next((first[k], i) for i, k in enumerate(keys) if first.setdefault(k, i) != i)  # two rows of one class
+    assert bench.archs[a] != bench.archs[b]
+    pa, pb = plain.collate([a]), plain.collate([b])
+    assert not torch.equal(pa.tokens, pb.tokens)  # different raw cells...
+    ca, cb = canon.collate([a]), canon.collate([b])
+    for name in ("x", "tensor", "tokens", "edge_index"):
+        assert torch.equal(ca[name], cb[name]) and torch.equal(ca[name], pa[name])  # ...encoded as the class's first row
+    assert cb.y.item() == pytest.approx(bench.target("cifar10/baseline_acc")[b]) and cb.idx.item() == b
+    assert len(set(canon.encoded_rows.tolist())) == len(set(keys)) == 6466

@@ -70,10 +70,28 @@ def test_every_sampler_config_composes_and_saves(sampler, tmp_path) -> None:
     assert json.loads(paths[0].read_text())["rows"] == history.rows.tolist()
 
 
+def test_constrained_run_saves_the_pareto_front(tmp_path) -> None:
+    """A params-constrained random search: the history says so, and pareto.csv holds exactly the
+    queried cells that no other queried cell beats on both value and params."""
+    cfg = compose_train(["data=nb201_cifar100", "budget=40", "constraint.params_max=0.4"], tmp_path, "search")
+    history, paths = search(cfg)
+    assert [p.name for p in paths] == ["history.json", "history.csv", "regret.png", "pareto.csv", "pareto.png"]
+    assert History.from_json(paths[0].read_text()).extra["constraint"] == {"params_max": 0.4}
+    header, *rows = [line.split(",") for line in paths[3].read_text().splitlines()]
+    assert header == ["query", "row", "arch", "value", "params"]
+    front = sorted((float(r[4]), -float(r[3])) for r in rows)
+    queried = {int(r[1]) for r in rows}
+    assert queried <= set(history.rows.tolist()) and [c for c, _ in front] == sorted(float(r[4]) for r in rows)
+    assert all(a[1] > b[1] for a, b in zip(front, front[1:])), "cheaper front cells must be less accurate"
+    assert all(float(r[4]) <= 0.4 for r in rows) and paths[4].read_bytes()[:4] == b"\x89PNG"
+
+
 @pytest.mark.parametrize("args, expected", [
     (["sampler=topk", "budget=15"], "budget=15 is too small for sampler topk: it needs at least 21 queries"),
     (["sampler=nar_tier", "ranker.name=mlp_ensemble"], "ranker mlp_ensemble has none"),
     (["sampler=nar_tier", "budget=7000"], "budget=7000; allowed: an integer in 1..6466"),
+    (["constraint.params_max=0.08", "budget=200"], "budget=200; allowed: an integer in 1..127 (the non-isomorphic cells of nb201 within params_max=0.08)"),
+    (["pareto=latency"], "nb201 has no latency cost on cifar10; available: params, flops"),
 ])
 def test_errors_are_one_line(args, expected, tmp_path, capsys) -> None:
     """The entry point's error path (cli.guard) in-process: exit code 2 and one line naming the problem."""
