@@ -93,7 +93,7 @@ def ranking_section(rows: list[dict]) -> list[str]:
              "the table baselines (`mlp_ensemble`, `gbdt`) ignore the validation split.  Time and memory columns are "
              "at the largest training size of each row (median fit seconds, median seconds to score the whole space, "
              "max peak RSS of the row's process).", ""]
-    setups = sorted({f"{r.get('machine', '?')}, {r.get('threads', '?')} thread(s) per row" for r in ok})
+    setups = sorted({f"{r.get('machine', '?')}, {r.get('threads', '?')} thread(s) per row, accelerator {r.get('accelerator', 'cpu')}" for r in ok})
     if setups:
         load = recorded(ok, "load_avg", "the 1-min load average (timings are only comparable at similar load)", ".1f", "")
         rss = recorded(ok, "rss_start_mb", "the RSS before training (imported libraries, included in peak RSS)", ".0f", " MB")
@@ -108,6 +108,62 @@ def ranking_section(rows: list[dict]) -> list[str]:
     if failed:
         lines += ["Methods with no successful row yet (last error):", ""]
         lines += [f"- `{m}` on {b}: {err}" for (m, b), err in sorted(failed.items())] + [""]
+    return lines
+
+
+#: NAR's targets (issue #5): test KTau per training size
+NAR_TARGETS = {"nb201": {78: 0.64, 156: 0.72, 469: 0.80, 781: 0.83, 1563: 0.87}, "nb101": {424: 0.75, 4236: 0.85}}
+
+
+def nar_section(rows: list[dict]) -> list[str]:
+    """NAR (its recipe, and model=nar with the default trainer) against its targets and the best other method."""
+    ok = [r for r in latest(rows) if not r.get("overrides") or label(r).startswith("mlp_ensemble")]
+    means: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in ok:
+        means[(r["benchmark"], r["n_train"])][label(r)].append(r["test_ktau"])
+    nars = ("nar_recipe", "nar")
+    fmt = lambda v: f"{np.mean(v):.3f} ({len(v)})" if v else "–"  # noqa: E731
+    lines = ["### NAR against its targets and the baselines", "",
+             "Mean test KTau (seeds in brackets) at each size of the targets: `nar_recipe` (the paper's recipe from "
+             "`conf/experiment/nar_<benchmark>.yaml`: a fixed step budget, no early stopping), `nar` (`model=nar` with the "
+             "default trainer: 100 epochs, early stopping on val), and the best other method with at least 3 seeds there "
+             "(defaults only; `mlp_ensemble [data.canonical_iso=true]` is the MLP ensemble given NAR's canonical encoding). "
+             "\"met\" and the margin use the better NAR variant.", "",
+             "| benchmark | n | nar_recipe | nar | target | met | best other method | NAR − best other |", "|---|---|---|---|---|---|---|---|"]
+    for (bench, n), by in sorted(means.items()):
+        target = NAR_TARGETS.get(bench.split("_")[0], {}).get(n)
+        if target is None or not any(m in by for m in nars):
+            continue
+        nar = max(float(np.mean(by[m])) for m in nars if m in by)
+        others = {m: float(np.mean(v)) for m, v in by.items() if m not in nars and len(v) >= 3}
+        best = max(others, key=others.get) if others else None
+        versus = f"{best} {others[best]:.3f} | {nar - others[best]:+.3f}" if best else "– | –"
+        lines.append(f"| {bench} | {n} | {fmt(by.get('nar_recipe'))} | {fmt(by.get('nar'))} | {target:.2f} | {'yes' if nar >= target else 'no'} | {versus} |")
+    return lines + [""]
+
+
+def transfer_section(rows: list[dict], n_train: int = 1000) -> list[str]:
+    """Train dataset × evaluation dataset test KTau (rows with `transfer`, at n_train), per space and method."""
+    groups: dict[tuple[str, str], dict[str, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    for r in latest(rows):
+        if r["n_train"] != n_train or "transfer" not in r:
+            continue
+        space, source = r["benchmark"].split("_")[0], r["target"]
+        for evaluated, ktau in {source: r["test_ktau"], **r["transfer"]}.items():
+            groups[(space, r["method"])][source][evaluated].append(ktau)
+    if not groups:
+        return []
+    lines = ["## Cross-dataset transfer (`benchmarks/ranking.py --sizes 1000`, rows' `transfer` field)", "",
+             f"Each ranker is trained on one dataset's targets (n_train = {n_train}, val 256) and its scores of every test cell "
+             "are compared with each dataset's targets (test KTau, mean ± std (seeds)); the diagonal is the model trained "
+             "on that dataset directly, the honest reference for the column.", ""]
+    for (space, method), by_source in sorted(groups.items()):
+        sources = sorted(by_source)
+        lines += [f"### {space}: {method}", "", "| trained on ↓ / ranked for → | " + " | ".join(s.split("/")[0] for s in sources) + " |",
+                  "|---" * (len(sources) + 1) + "|"]
+        for src in sources:
+            lines.append(f"| {src.split('/')[0]} | " + " | ".join(mean_std(by_source[src][dst]) if by_source[src][dst] else "–" for dst in sources) + " |")
+        lines.append("")
     return lines
 
 
@@ -128,7 +184,7 @@ def render(results: Path) -> str:
     if sections:
         lines += ["The other sections each name the script that writes them: "
                   + ", ".join(f"`{p.name}`" for p in sections) + ".", ""]
-    lines += ranking_section(rows)
+    lines += ranking_section(rows) + nar_section(rows) + transfer_section(rows)
     for path in sections:
         lines += [path.read_text().rstrip(), ""]
     return "\n".join(lines)

@@ -11,8 +11,8 @@ there (rows that failed are retried), so an interrupted grid resumes where it st
     python benchmarks/ranking.py --grid nar --methods mlp_ensemble gbdt --datasets nb201_cifar10
     python benchmarks/ranking.py --methods nar gin+listnet --datasets nb201_cifar100 --sizes 156 --seeds 0 1
 
-Methods: `mlp_ensemble`, `gbdt` (table baselines, `nasrank.models.baselines`), the named Hydra methods
-in `METHODS`, `<model>+<loss>` (e.g. `gin+pairwise_logistic`: model=gin loss=pairwise_logistic), and
+Methods: `mlp_ensemble`, `gbdt` (table baselines, `nasrank.models.baselines`), `nar_recipe` /
+`renas_recipe` (the paper's recipe: `experiment=<model>_<benchmark>`), the named Hydra methods in `METHODS`, `<model>+<loss>` (e.g. `gin+pairwise_logistic`: model=gin loss=pairwise_logistic), and
 any other name X as `model=X`.  A method whose config does not exist yields an error row, not a crash.
 Each row runs in a forked child, so its peak RSS is its own and a crash cannot stop the grid;
 `NASRANK_BENCH_RAISE=1` re-raises unexpected (non-user) errors with their traceback instead.
@@ -59,16 +59,27 @@ METHODS: dict[str, list[str]] = {
     "nar_gin": ["model=nar", *GIN],
     "renas_gin": ["model=renas", *GIN],
 }
-NAR_GRID_METHODS = ["nar", "nar_paper", "nar_gin", "renas", "renas_gin", "gin_regressor", "mlp_regressor", "mlp_ensemble", "gbdt"]
+NAR_GRID_METHODS = ["nar_recipe", "nar", "nar_paper", "nar_gin", "renas", "renas_gin", "gin_regressor", "mlp_regressor", "mlp_ensemble", "gbdt"]
 #: Trainer settings every Lightning row shares: keep the best val/ktau epoch, write nothing into the repo.
 LIGHTNING_OVERRIDES = ["logger=none", "callbacks=default", "~callbacks.progress_bar", "~callbacks.lr_monitor",
                        "++trainer.enable_progress_bar=false", "test=false"]
 
 
-def method_overrides(method: str) -> list[str] | None:
-    """Hydra overrides of a Lightning method; None for a table baseline."""
+#: Methods trained with their paper's recipe: the experiment config `<model>_<benchmark>` (or `<model>_<space>`)
+#: sets trainer and loss (e.g. NAR on NB201: a 440-step budget, no early stopping); the row still sets data sizes.
+RECIPES = {"nar_recipe": "nar", "renas_recipe": "renas"}
+
+
+def method_overrides(method: str, benchmark: str = "") -> list[str] | None:
+    """Hydra overrides of a Lightning method on a data config; None for a table baseline."""
     if method in BASELINES:
         return None
+    if method in RECIPES:
+        names = [f"{RECIPES[method]}_{benchmark}", f"{RECIPES[method]}_{benchmark.split('_')[0]}"]
+        found = [n for n in names if (CONF_DIR / "experiment" / f"{n}.yaml").is_file()]
+        if not found:
+            raise ConfigError(f"method {method} has no recipe for {benchmark!r}; looked for conf/experiment/{{{','.join(names)}}}.yaml")
+        return [f"experiment={found[0]}"]
     if method in METHODS:
         return list(METHODS[method])
     model, plus, loss = method.partition("+")
@@ -134,7 +145,7 @@ def select_rows(args: argparse.Namespace) -> list[Row]:
     rows = [Row(m, d, n, args.n_val if args.n_val is not None else default_n_val(n), s, tuple(args.override))
             for methods, datasets, sizes, seeds in blocks for d in datasets for n in sizes for m in methods for s in seeds]
     for row in rows:
-        method_overrides(row.method)  # bad names fail before anything runs
+        method_overrides(row.method, row.benchmark)  # bad names fail before anything runs
     if not rows:
         raise ConfigError("the options select no rows of this grid")
     return rows
@@ -144,9 +155,10 @@ def compose_cfg(row: Row, output_dir: str, accelerator: str = "cpu"):
     """The train config of this row (data, split sizes, seed, method overrides), writing under output_dir."""
     from hydra import compose, initialize_config_dir
 
-    method = method_overrides(row.method)
+    method = method_overrides(row.method, row.benchmark)
     lightning = LIGHTNING_OVERRIDES + [f"trainer.accelerator={accelerator}"]
-    overrides = [f"data={row.benchmark}"] + (method + lightning if method is not None else [])
+    data = [] if row.method in RECIPES else [f"data={row.benchmark}"]  # a recipe's experiment selects the data itself
+    overrides = data + (method + lightning if method is not None else [])
     overrides += [f"data.n_train={row.n_train}", f"data.n_val={row.n_val}", f"seed={row.seed}",
                   f"paths.output_dir={output_dir}", *row.overrides]
     if msg := check_group_overrides(overrides) or check_compose("train", overrides):
@@ -231,7 +243,7 @@ def run_row(row: Row, threads: int = 1, accelerator: str = "cpu") -> dict:
     try:
         with torch_threads(threads), tempfile.TemporaryDirectory(prefix="nasrank-ranking-") as tmp:
             cfg = compose_cfg(row, tmp, accelerator)
-            if method_overrides(row.method) is None:
+            if method_overrides(row.method, row.benchmark) is None:
                 scores, dm, fit_s, info = baseline_scores(row.method, cfg, threads)
             else:
                 scores, dm, fit_s, info = lightning_scores(cfg)

@@ -35,3 +35,14 @@ def compose_train(overrides: list[str], output_dir: Path, config_name: str = "tr
         cfg.hydra.runtime.output_dir = str(output_dir)
         del cfg["hydra"]
     return cfg
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny networks train fastest on one thread; two threads on a busy 2-core machine are ~20x slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

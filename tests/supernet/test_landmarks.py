@@ -14,14 +14,7 @@ from nasrank.errors import ConfigError
 from nasrank.models import landmarks as lm
 from nasrank.spaces.nb201 import OPS, SPACE
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks train fastest on one thread; two threads on a busy 2-core machine are ~20x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_landmark_loss_penalises_only_inverted_pairs():

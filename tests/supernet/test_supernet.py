@@ -15,18 +15,11 @@ from nasrank.models.supernet import Supernet, SupernetModule, sample_arch
 from nasrank.spaces.nb201 import EDGES, OPS, SPACE
 from nasrank.training import train
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 #: a tiny ground truth for the experiment config: 8 cells, 1 epoch each, 4 landmarks
 TINY = ["experiment=landmark_nb201", "data.truth.num_archs=8", "data.truth.epochs=1", "data.truth.repeats=1",
         "data.n_train=128", "model.landmarks=4", "model.calib_batches=2", "logger=none"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks train fastest on one thread; two threads on a busy 2-core machine are ~20x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_spos_sampling_covers_every_op_on_every_edge():

@@ -1,0 +1,78 @@
+"""Speed benchmark of the issue targets: NAR's NB201 recipe fit, and scoring whole spaces.
+
+Measures, in one process with `--threads` torch threads (2 = this project's reference machine):
+- fit time of `python train.py experiment=nar_nb201_cifar10` (1,000 cells, 440 steps = 55 epochs);
+- time to score all 15,625 NB201 cells with that NAR;
+- time to score all 423,624 NB101 cells with NAR (`experiment=nar_nb101`) and ReNAS
+  (`experiment=renas_nb101`), each after one training step (scoring cost does not depend on the weights);
+- the process's peak RSS.
+Writes `benchmarks/results/speed.json` and `speed.md` (included by make_report.py).
+
+    python benchmarks/speed.py                 # 2 threads; run it on an otherwise idle machine
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+from hydra import compose, initialize_config_dir
+
+from nasrank.benchmarks.cache import write_atomic
+from nasrank.cli import CONF_DIR
+from nasrank.training import train
+from ranking import RESULTS, score_all
+
+QUIET = ["logger=none", "test=false", "~callbacks.progress_bar", "~callbacks.lr_monitor", "++trainer.enable_progress_bar=false"]
+TARGETS = {"nar_nb201_fit_s": 60.0, "nar_nb201_score_s": 2.0, "nar_nb101_score_s": 60.0, "renas_nb101_score_s": 60.0, "peak_rss_gib": 4.0}
+
+
+def timed_run(overrides: list[str], out: str) -> tuple[float, float]:
+    """(fit seconds, seconds to score every cell) of one train.py config."""
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=[*overrides, *QUIET, f"paths.output_dir={out}"])
+    metrics, objs = train(cfg)
+    start = time.perf_counter()
+    scores = score_all(objs["model"], objs["datamodule"])
+    score_s = time.perf_counter() - start
+    assert np.isfinite(scores).all() and len(scores) == len(objs["datamodule"].benchmark)
+    return metrics["time/fit_s"], score_s
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    one_step = ["trainer.max_steps=1", "callbacks.model_checkpoint=null"]
+    with tempfile.TemporaryDirectory(prefix="nasrank-speed-") as tmp:
+        fit, score201 = timed_run(["experiment=nar_nb201_cifar10"], f"{tmp}/a")
+        _, score101 = timed_run(["experiment=nar_nb101", *one_step], f"{tmp}/b")
+        _, renas101 = timed_run(["experiment=renas_nb101", "trainer.max_epochs=1", "callbacks.model_checkpoint=null"], f"{tmp}/c")
+    result = {"nar_nb201_fit_s": fit, "nar_nb201_score_s": score201, "nar_nb101_score_s": score101, "renas_nb101_score_s": renas101,
+              "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "threads": args.threads,
+              "machine": f"{platform.machine()}, {os.cpu_count()} cores", "load_avg_1min": round(os.getloadavg()[0], 2),
+              "date": time.strftime("%Y-%m-%d %H:%M")}
+    write_atomic(RESULTS.parent / "speed.json", json.dumps(result, indent=1).encode())
+    lines = ["## Speed (`python benchmarks/speed.py`)", "",
+             f"{result['machine']}, {args.threads} torch threads, 1-min load average {result['load_avg_1min']} at the end; {result['date']}.", "",
+             "| measurement | seconds / GiB | target | met |", "|---|---|---|---|"]
+    names = {"nar_nb201_fit_s": "NAR fit, NB201 recipe (1,000 cells, 440 steps)", "nar_nb201_score_s": "NAR scores all 15,625 NB201 cells",
+             "nar_nb101_score_s": "NAR scores all 423,624 NB101 cells", "renas_nb101_score_s": "ReNAS scores all 423,624 NB101 cells",
+             "peak_rss_gib": "peak RSS of the whole run (GiB)"}
+    lines += [f"| {names[k]} | {result[k]:.2f} | ≤ {t:g} | {'yes' if result[k] <= t else 'no'} |" for k, t in TARGETS.items()]
+    write_atomic(RESULTS.parent / "speed.md", ("\n".join(lines) + "\n").encode())
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
