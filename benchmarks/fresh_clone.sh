@@ -8,19 +8,18 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 git clone -q "$repo" "$work/nasrank"
 cd "$work/nasrank"
-t0=$(date +%s.%N); bash scripts/setup.sh; t1=$(date +%s.%N)
-NASRANK_CACHE_DIR="$work/cache" .venv/bin/python train.py logger=csv > "$work/train.out" 2>&1; t2=$(date +%s.%N)
-install=$(echo "$t1 - $t0" | bc); run=$(echo "$t2 - $t1" | bc)
+SECONDS=0; bash scripts/setup.sh; install=$SECONDS
+SECONDS=0; NASRANK_CACHE_DIR="$work/cache" .venv/bin/python train.py logger=csv > "$work/train.out" 2>&1; run=$SECONDS
 ktau=$(awk '$1=="test/ktau"{print $2}' "$work/train.out")
 commit=$(git rev-parse --short HEAD)
 mkdir -p "$repo/benchmarks/results"
-printf '{"commit": "%s", "install_s": %.1f, "train_default_s": %.1f, "train_default_test_ktau": %s}\n' "$commit" "$install" "$run" "$ktau" > "$repo/benchmarks/results/fresh_clone.json"
+printf '{"commit": "%s", "install_s": %d, "train_default_s": %d, "train_default_test_ktau": %s}\n' "$commit" "$install" "$run" "$ktau" > "$repo/benchmarks/results/fresh_clone.json"
 cat > "$repo/benchmarks/results/fresh_clone.md" <<MD
 ## Fresh clone (\`bash benchmarks/fresh_clone.sh\`, commit $commit)
 
 | step | wall time (s) |
 |---|---|
-| \`bash scripts/setup.sh\` (venv, torch==2.13.0, \`pip install -e ".[dev]"\`) | $(printf %.1f "$install") |
-| \`python train.py\` (GIN regressor, AnalogNAS-Bench, cold cache; test KTau $ktau) | $(printf %.1f "$run") |
+| \`bash scripts/setup.sh\` (venv, torch==2.13.0, \`pip install -e ".[dev]"\`) | $install |
+| \`python train.py\` (GIN regressor, AnalogNAS-Bench, cold cache; test KTau $ktau) | $run |
 MD
 cat "$repo/benchmarks/results/fresh_clone.md"

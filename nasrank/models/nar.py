@@ -140,12 +140,17 @@ class NARModule(RankerModule):
             order, padding zero) or "mean" (masked mean over real nodes).
         scale_logits: multiply tier logits by D^-0.5 (NAR's `scale_prj`).
         dropout: dropout of the decoder.
+        rank_weight, tier_weight, label_smoothing: NAR's objective, tier_weight · CE(tiers) +
+            rank_weight · `loss`(scores) (λ = rank_weight: 9 on NB101, 1 on NB201 in the paper).
     """
 
     def __init__(self, encoder: Callable[..., nn.Module], data_info: dict, tensors: Sequence[str] = ("nar",), members: int = 1,
                  decoder_layers: int = 6, decoder_heads: int = 4, decoder_query: str = "tiers", tier_hidden: int = 256,
-                 score_hidden: int = 1024, readout: str = "flatten", scale_logits: bool = True, dropout: float = 0.1, **kwargs) -> None:
+                 score_hidden: int = 1024, readout: str = "flatten", scale_logits: bool = True, dropout: float = 0.1,
+                 rank_weight: float = 1.0, tier_weight: float = 1.0, label_smoothing: float = 0.0, **kwargs) -> None:
         super().__init__(**kwargs)
+        # `loss` is the ranking term, like every model's (so `loss=listnet` works for NAR too); NAR adds the tier CE
+        self.loss_fn = TierRankLoss(self.loss_fn, rank_weight, tier_weight, label_smoothing)
         if members < 1:
             raise ConfigError(f"members={members}; allowed: ≥ 1")
         k = int(data_info["num_tiers"])

@@ -126,7 +126,7 @@ def test_bad_settings_are_one_line_errors() -> None:
 
     def nar(**kwargs) -> NARModule:
         return NARModule(encoder=partial(TokenTransformer, hidden=8, layers=1), data_info=dict(token_dim=5, max_nodes=3, num_tiers=2),
-                         loss=TierRankLoss(PairwiseLogistic()), optimizer=partial(torch.optim.AdamW), **kwargs)
+                         loss=PairwiseLogistic(), optimizer=partial(torch.optim.AdamW), **kwargs)
 
     assert len(nar(members=2).nets) == 2
     with pytest.raises(ConfigError, match="members=0; allowed: ≥ 1"):
@@ -261,7 +261,7 @@ def test_paper_config_composes_and_builds(subset, tmp_path) -> None:
     cfg = compose_train(["model=nar_paper"], tmp_path)
     m = cfg.model
     assert (m.encoder.hidden, m.encoder.layers, m.encoder.heads, m.encoder.ffn_mult, m.encoder.dropout) == (256, 6, 4, 4, 0.1)
-    assert (m.decoder_layers, m.decoder_query, m.loss.rank_weight, m.scheduler.lr_lambda.warmup_steps) == (6, "tiers", 9.0, 50)
+    assert (m.decoder_layers, m.decoder_query, m.rank_weight, m.scheduler.lr_lambda.warmup_steps) == (6, "tiers", 9.0, 50)
     # the paper's architecture at toy width, so the test stays fast: one optimisation step runs
     small = compose_train(["model=nar_paper", "model.decoder_layers=1", *SMALL], tmp_path)
     model = hydra.utils.instantiate(small.model, data_info=subset[1].data_info())
@@ -269,6 +269,17 @@ def test_paper_config_composes_and_builds(subset, tmp_path) -> None:
     loss.backward()
     assert loss > 0 and set(parts) == {"tier_ce", "rank_loss", "tier_acc"}
     assert model.nets[0].decoder.query == "tiers" and model.nets[0].tiers.emb.abs().sum() > 0
+
+
+@pytest.mark.parametrize("loss", ["pairwise_hinge", "listnet", "listmle", "mse"])
+def test_any_loss_is_nars_ranking_term(loss, subset, tmp_path) -> None:
+    """`loss=<name>` swaps NAR's ranking term and keeps the tier cross-entropy and λ."""
+    cfg = compose_train(["model=nar", f"loss={loss}", "model.rank_weight=2.0", *SMALL], tmp_path)
+    model = hydra.utils.instantiate(cfg.model, data_info=subset[1].data_info())
+    assert type(model.loss_fn.rank).__name__.lower() == loss.replace("_", "") and model.loss_fn.rank_weight == 2.0
+    loss_value, parts = model.training_loss(subset[1].collate(subset[1].split.train))
+    loss_value.backward()
+    assert torch.isfinite(loss_value) and parts["tier_ce"] > 0
 
 
 @pytest.mark.parametrize("experiment, data, n_train, epochs, lam", [
@@ -284,7 +295,7 @@ def test_experiment_recipes_compose(experiment, data, n_train, epochs, lam, tmp_
     steps_per_epoch = -(-cfg.data.n_train // cfg.data.batch_size)
     # NB201 recipes express the paper's epochs as an equal step budget (max_epochs=-1)
     recipe_epochs = cfg.trainer.max_epochs if cfg.trainer.max_epochs > 0 else cfg.trainer.max_steps // steps_per_epoch
-    assert (cfg.data.n_train, recipe_epochs, cfg.model.loss.rank_weight) == (n_train, epochs, lam)
+    assert (cfg.data.n_train, recipe_epochs, cfg.model.rank_weight) == (n_train, epochs, lam)
 
 
 @pytest.mark.skipif(not NB201_CSV.is_file(), reason=f"shared NB201 table not found at {NB201_CSV} (set NASRANK_DATA_DIR)")
