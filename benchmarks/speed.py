@@ -5,6 +5,7 @@ Measures, in one process with `--threads` torch threads (2 = this project's refe
 - time to score all 15,625 NB201 cells with that NAR;
 - time to score all 423,624 NB101 cells with NAR (`experiment=nar_nb101`) and ReNAS
   (`experiment=renas_nb101`), each after one training step (scoring cost does not depend on the weights);
+- wall time of `python search.py sampler=<nar_tier|topk> data=nb201_cifar100 budget=150 seed=0` (in process);
 - the process's peak RSS.
 Writes `benchmarks/results/speed.json` and `speed.md` (included by make_report.py).
 
@@ -32,7 +33,8 @@ from nasrank.training import train
 from ranking import RESULTS, score_all
 
 QUIET = ["logger=none", "test=false", "~callbacks.progress_bar", "~callbacks.lr_monitor", "++trainer.enable_progress_bar=false"]
-TARGETS = {"nar_nb201_fit_s": 60.0, "nar_nb201_score_s": 2.0, "nar_nb101_score_s": 60.0, "renas_nb101_score_s": 60.0, "peak_rss_gib": 4.0}
+TARGETS = {"nar_nb201_fit_s": 60.0, "nar_nb201_score_s": 2.0, "nar_nb101_score_s": 60.0, "renas_nb101_score_s": 60.0,
+           "search_nar_tier_s": 120.0, "search_topk_s": 120.0, "peak_rss_gib": 4.0}
 
 
 def timed_run(overrides: list[str], out: str) -> tuple[float, float]:
@@ -47,6 +49,17 @@ def timed_run(overrides: list[str], out: str) -> tuple[float, float]:
     return metrics["time/fit_s"], score_s
 
 
+def timed_search(sampler: str, out: str) -> float:
+    """Wall seconds of one search.py run at the headline budget."""
+    from nasrank.search.runner import search
+
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("search", overrides=[f"sampler={sampler}", "data=nb201_cifar100", "budget=150", "seed=0", f"paths.output_dir={out}"])
+    start = time.perf_counter()
+    search(cfg)
+    return time.perf_counter() - start
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=2)
@@ -57,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         fit, score201 = timed_run(["experiment=nar_nb201_cifar10"], f"{tmp}/a")
         _, score101 = timed_run(["experiment=nar_nb101", *one_step], f"{tmp}/b")
         _, renas101 = timed_run(["experiment=renas_nb101", "trainer.max_epochs=1", "callbacks.model_checkpoint=null"], f"{tmp}/c")
-    result = {"nar_nb201_fit_s": fit, "nar_nb201_score_s": score201, "nar_nb101_score_s": score101, "renas_nb101_score_s": renas101,
+        searches = {f"search_{s}_s": timed_search(s, f"{tmp}/{s}") for s in ("nar_tier", "topk")}
+    result = {"nar_nb201_fit_s": fit, "nar_nb201_score_s": score201, "nar_nb101_score_s": score101, "renas_nb101_score_s": renas101, **searches,
               "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "threads": args.threads,
               "machine": f"{platform.machine()}, {os.cpu_count()} cores", "load_avg_1min": round(os.getloadavg()[0], 2),
               "date": time.strftime("%Y-%m-%d %H:%M")}
@@ -67,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
              "| measurement | seconds / GiB | target | met |", "|---|---|---|---|"]
     names = {"nar_nb201_fit_s": "NAR fit, NB201 recipe (1,000 cells, 440 steps)", "nar_nb201_score_s": "NAR scores all 15,625 NB201 cells",
              "nar_nb101_score_s": "NAR scores all 423,624 NB101 cells", "renas_nb101_score_s": "ReNAS scores all 423,624 NB101 cells",
+             "search_nar_tier_s": "search.py sampler=nar_tier data=nb201_cifar100 budget=150",
+             "search_topk_s": "search.py sampler=topk data=nb201_cifar100 budget=150",
              "peak_rss_gib": "peak RSS of the whole run (GiB)"}
     lines += [f"| {names[k]} | {result[k]:.2f} | ≤ {t:g} | {'yes' if result[k] <= t else 'no'} |" for k, t in TARGETS.items()]
     write_atomic(RESULTS.parent / "speed.md", ("\n".join(lines) + "\n").encode())

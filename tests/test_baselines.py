@@ -25,6 +25,9 @@ TARGET = "cifar10/baseline_acc"
 
 
 def load_script(name: str):
+    """A benchmark script as a module, importable as `python benchmarks/<name>.py` runs it (siblings on sys.path)."""
+    if str(REPO_ROOT / "benchmarks") not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
     spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO_ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
@@ -154,6 +157,8 @@ def write_rows(path: Path) -> None:
     rows = [dict(base, method=m, n_train=n, seed=s, test_ktau=k)
             for m, n, s, k in [("gbdt", 78, 0, 0.5), ("gbdt", 78, 1, 0.7), ("gbdt", 156, 0, 0.6),
                                ("mlp_ensemble", 78, 0, 0.8), ("mlp_ensemble", 156, 0, 0.9), ("mlp_ensemble", 156, 1, 0.7)]]
+    rows += [dict(base, method="nar", n_train=78, seed=s, test_ktau=k, val_ktau=k, transfer={"cifar100/test_acc": k - 0.1})
+             for s, k in [(0, 0.66), (1, 0.68)]]
     rows.append(dict(method="renas", benchmark="nb201_cifar10", n_train=78, n_val=64, seed=0, error="ConfigError: unknown model option 'renas'"))
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\nnot json\n")
 
@@ -166,8 +171,11 @@ def test_make_report_renders_tables_sections_and_failures(tmp_path: Path) -> Non
     text = out.read_text()
     assert "python benchmarks/ranking.py --grid baseline" in text and "python benchmarks/make_report.py" in text
     assert "### nb201_cifar10 — cifar10/test_acc" in text
-    assert ("Machine: x86_64, 2 cores, 1 thread(s) per row.  Median of the 1-min load average (timings are only comparable "
-            "at similar load) over the 6 rows that record it: 1.0.") in text
+    assert ("Machine: x86_64, 2 cores, 1 thread(s) per row, accelerator cpu.  Median of the 1-min load average (timings are "
+            "only comparable at similar load) over the 8 rows that record it: 1.0.") in text
+    # NAR against its target (0.64 at n=78) and the best baseline with ≥ 3 seeds (none here)
+    assert "| nb201_cifar10 | 78 | 0.670 (2) | nar | 0.64 | yes | – | – |" in text
+    assert "cross-dataset" not in text.lower()  # transfer rows are those at n_train 1000 only
     assert "| mlp_ensemble | 0.800 (1) | 0.800 ± 0.141 (2) | 1.0 | 0.50 | 400 |" in text
     assert "| gbdt | 0.600 ± 0.141 (2) | 0.600 (1) |" in text
     assert text.index("| mlp_ensemble |") < text.index("| gbdt |")  # best at the largest size first
