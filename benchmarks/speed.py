@@ -30,9 +30,8 @@ from hydra import compose, initialize_config_dir
 from nasrank.benchmarks.cache import write_atomic
 from nasrank.cli import CONF_DIR
 from nasrank.training import train
-from ranking import RESULTS, score_all
+from ranking import LIGHTNING_OVERRIDES, RESULTS, score_all
 
-QUIET = ["logger=none", "test=false", "~callbacks.progress_bar", "~callbacks.lr_monitor", "++trainer.enable_progress_bar=false"]
 TARGETS = {"nar_nb201_fit_s": 60.0, "nar_nb201_score_s": 2.0, "nar_nb101_score_s": 60.0, "renas_nb101_score_s": 60.0,
            "search_nar_tier_s": 120.0, "search_topk_s": 120.0, "peak_rss_gib": 4.0}
 
@@ -40,7 +39,7 @@ TARGETS = {"nar_nb201_fit_s": 60.0, "nar_nb201_score_s": 2.0, "nar_nb101_score_s
 def timed_run(overrides: list[str], out: str) -> tuple[float, float]:
     """(fit seconds, seconds to score every cell) of one train.py config."""
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=[*overrides, *QUIET, f"paths.output_dir={out}"])
+        cfg = compose("train", overrides=[*overrides, *LIGHTNING_OVERRIDES, f"paths.output_dir={out}"])
     metrics, objs = train(cfg)
     start = time.perf_counter()
     scores = score_all(objs["model"], objs["datamodule"])
