@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
@@ -111,55 +112,73 @@ def ranking_section(rows: list[dict]) -> list[str]:
     return lines
 
 
-#: NAR's variants (chosen among on validation KTau) and the baselines it must beat (issue #5)
-NAR_METHODS, BASELINE_METHODS = ("nar", "nar_recipe", "nar_gin"), ("mlp_ensemble", "gbdt", "gin_regressor", "mlp_regressor")
-#: NAR's targets (issue #5): test KTau per training size
-NAR_TARGETS = {"nb201": {78: 0.64, 156: 0.72, 469: 0.80, 781: 0.83, 1563: 0.87}, "nb101": {424: 0.75, 4236: 0.85}}
+@dataclass(frozen=True)
+class Targets:
+    """A method family's issue targets: its variants (chosen among on validation KTau), the overrides a
+    variant may carry (hyperparameters chosen on validation), and test KTau targets per space and size."""
+
+    title: str
+    variants: tuple[str, ...]
+    override_prefixes: tuple[str, ...]
+    targets: dict[str, dict[int, float]]
+    description: str
 
 
-def nar_section(rows: list[dict]) -> list[str]:
-    """NAR (its recipe, and model=nar with the default trainer) against its targets and the best other method.
+BASELINE_METHODS = ("mlp_ensemble", "gbdt", "gin_regressor", "mlp_regressor")
+NAR = Targets(  # issue #5
+    "NAR", ("nar", "nar_recipe", "nar_gin"), ("model.",),
+    {"nb201": {78: 0.64, 156: 0.72, 469: 0.80, 781: 0.83, 1563: 0.87}, "nb101": {424: 0.75, 4236: 0.85}},
+    "`nar_recipe` (the paper's recipe from `conf/experiment/nar_<benchmark>.yaml`: a fixed step budget, no early "
+    "stopping), `nar` (`model=nar` with the default trainer: 100 epochs, early stopping on val), `nar_gin` (NAR with "
+    "the GIN encoder), other NAR variants where run (e.g. an ensemble of 3)")
+RENAS = Targets(  # issue #6
+    "ReNAS", ("renas", "renas_gin"), ("model.", "data.batch_size=", "trainer.max_epochs="),
+    {"nb101": {424: 0.66, 4236: 0.82}},
+    "`renas` (the CNN over the ReNAS tensor, `model=renas` with the default trainer), `renas_gin` (`model=renas_gin`: "
+    "ReNAS's pairwise objective over a GIN), and their variants with a batch size / epoch budget chosen on validation")
 
-    Where both NAR variants ran, the one with the higher mean *validation* KTau is the NAR of the verdict
-    (model selection on the validation split, never on test)."""
-    def shown(r: dict) -> bool:  # defaults, the canonical MLP ensemble, NAR's model variants (e.g. model.members=3)
+
+def target_section(rows: list[dict], spec: Targets) -> list[str]:
+    """A method family against its targets and the best baseline.
+
+    Where several variants ran, the one with the higher mean *validation* KTau is the verdict's (model
+    selection on the validation split, never on test)."""
+    def shown(r: dict) -> bool:  # defaults, the canonical MLP ensemble, the family's variants
         extra = r.get("overrides") or []
         if r["method"] in BASELINE_METHODS:
             return not extra or r["method"] == "mlp_ensemble"
-        return r["method"] in NAR_METHODS and all(o.startswith("model.") for o in extra)
+        return r["method"] in spec.variants and all(o.startswith(spec.override_prefixes) for o in extra)
 
-    ok = [r for r in latest(rows) if r["benchmark"].split("_")[0] in NAR_TARGETS and shown(r)]
+    ok = [r for r in latest(rows) if r["benchmark"].split("_")[0] in spec.targets and shown(r)]
     test: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     val: dict[tuple, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
     for r in ok:
         test[(r["benchmark"], r["n_train"])][label(r)].append(r["test_ktau"])
         val[(r["benchmark"], r["n_train"])][label(r)][r["seed"]] = r.get("val_ktau") if r.get("val_ktau") is not None else np.nan
-    nars = sorted({label(r) for r in ok if r["method"] in NAR_METHODS}, key=lambda m: (len(m), m), reverse=True)
+    names = sorted({label(r) for r in ok if r["method"] in spec.variants}, key=lambda m: (len(m), m), reverse=True)
     fmt = lambda v: f"{np.mean(v):.3f} ({len(v)})" if v else "–"  # noqa: E731
-    lines = ["### NAR against its targets and the baselines", "",
-             "Mean test KTau (seeds in brackets) at each size of the targets: `nar_recipe` (the paper's recipe from "
-             "`conf/experiment/nar_<benchmark>.yaml`: a fixed step budget, no early stopping), `nar` (`model=nar` with the "
-             "default trainer: 100 epochs, early stopping on val), `nar_gin` (NAR with the GIN encoder), other NAR variants "
-             "where run (e.g. an ensemble of 3), and the best baseline with at least 3 seeds there (GIN/MLP regressors, GBDT, "
-             "MLP ensemble; `mlp_ensemble [data.canonical_iso=true]` is the MLP ensemble given NAR's canonical encoding). "
-             "\"chosen\" is the NAR variant with the higher mean validation KTau there (over the seeds both ran); \"met\" and "
-             "the margin use it.", "",
-             "| benchmark | n | " + " | ".join(nars) + " | chosen on val | target | met | best baseline | NAR − best baseline |",
-             "|---" * (len(nars) + 7) + "|"]
+    lines = [f"### {spec.title} against its targets and the baselines", "",
+             f"Mean test KTau (seeds in brackets) at each size of the targets: {spec.description}; and the best baseline "
+             "with at least 3 seeds there (GIN/MLP regressors, GBDT, MLP ensemble; `mlp_ensemble [data.canonical_iso=true]` "
+             f"is the MLP ensemble given NAR's canonical encoding).  \"chosen\" is the {spec.title} variant with the higher "
+             "mean validation KTau there, among those with at least 3 seeds where any has (over the seeds all of them ran); \"met\" and the margin use it.", "",
+             "| benchmark | n | " + " | ".join(names) + " | chosen on val | target | met | best baseline | chosen − best baseline |",
+             "|---" * (len(names) + 7) + "|"]
     header = len(lines)
     for (bench, n), by in sorted(test.items()):
-        target = NAR_TARGETS.get(bench.split("_")[0], {}).get(n)
-        present = [m for m in nars if m in by]
+        target = spec.targets.get(bench.split("_")[0], {}).get(n)
+        present = [m for m in names if m in by]
+        present = [m for m in present if len(by[m]) >= 3] or present  # a one-seed probe is no basis for a choice
         if target is None or not present:
             continue
-        seeds = set.intersection(*(set(val[(bench, n)][m]) for m in present))  # compare on the seeds both ran
+        seeds = set.intersection(*(set(val[(bench, n)][m]) for m in present))  # compare on the seeds all ran
         chosen = max(present, key=lambda m: np.nan_to_num(np.nanmean([val[(bench, n)][m][s] for s in seeds]), nan=-1.0))
-        nar = float(np.mean(by[chosen]))
-        others = {m: float(np.mean(v)) for m, v in by.items() if m not in nars and len(v) >= 3}
+        score = float(np.mean(by[chosen]))
+        others = {m: float(np.mean(v)) for m, v in by.items() if m not in names and len(v) >= 3}
         best = max(others, key=others.get) if others else None
-        versus = f"{best} {others[best]:.3f} | {nar - others[best]:+.3f}" if best else "– | –"
-        lines.append(f"| {bench} | {n} | " + " | ".join(fmt(by.get(m)) for m in nars) + f" | {chosen} | {target:.2f} | "
-                     f"{'yes' if nar >= target else 'no'} | {versus} |")
+        versus = f"{best} {others[best]:.3f} | {score - others[best]:+.3f}" if best else "– | –"
+        lines.append(f"| {bench} | {n} | " + " | ".join(fmt(by.get(m)) for m in names) + f" | {chosen} | {target:.2f} | "
+                     f"{'yes' if score >= target else 'no'} | {versus} |")
     return lines + [""] if len(lines) > header else []
 
 
@@ -205,7 +224,7 @@ def render(results: Path) -> str:
     if sections:
         lines += ["The other sections each name the script that writes them: "
                   + ", ".join(f"`{p.name}`" for p in sections) + ".", ""]
-    lines += ranking_section(rows) + nar_section(rows) + transfer_section(rows)
+    lines += ranking_section(rows) + target_section(rows, NAR) + target_section(rows, RENAS) + transfer_section(rows)
     for path in sections:
         lines += [path.read_text().rstrip(), ""]
     return "\n".join(lines)

@@ -57,7 +57,7 @@ METHODS: dict[str, list[str]] = {
     "gin_regressor": ["model=gin"],
     "mlp_regressor": ["model=mlp"],
     "nar_gin": ["model=nar", *GIN],
-    "renas_gin": ["model=renas", *GIN],
+    "renas_gin": ["model=renas_gin"],
 }
 NAR_GRID_METHODS = ["nar_recipe", "nar", "nar_paper", "nar_gin", "renas", "renas_gin", "gin_regressor", "mlp_regressor", "mlp_ensemble", "gbdt"]
 #: Trainer settings every Lightning row shares: keep the best val/ktau epoch, write nothing into the repo.

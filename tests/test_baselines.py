@@ -159,6 +159,8 @@ def write_rows(path: Path) -> None:
                                ("mlp_ensemble", 78, 0, 0.8), ("mlp_ensemble", 156, 0, 0.9), ("mlp_ensemble", 156, 1, 0.7)]]
     rows += [dict(base, method="nar", n_train=78, seed=s, test_ktau=k, val_ktau=k, transfer={"cifar100/test_acc": k - 0.1})
              for s, k in [(0, 0.66), (1, 0.68)]]
+    probe = dict(base, method="renas", benchmark="nb101_cifar10", n_train=424, n_val=256, overrides=["data.batch_size=64"])
+    rows += [dict(probe, overrides=[], seed=s, test_ktau=0.61, val_ktau=0.6) for s in range(3)] + [dict(probe, seed=0, test_ktau=0.5, val_ktau=0.9)]
     rows.append(dict(method="renas", benchmark="nb201_cifar10", n_train=78, n_val=64, seed=0, error="ConfigError: unknown model option 'renas'"))
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\nnot json\n")
 
@@ -172,9 +174,11 @@ def test_make_report_renders_tables_sections_and_failures(tmp_path: Path) -> Non
     assert "python benchmarks/ranking.py --grid baseline" in text and "python benchmarks/make_report.py" in text
     assert "### nb201_cifar10 — cifar10/test_acc" in text
     assert ("Machine: x86_64, 2 cores, 1 thread(s) per row, accelerator cpu.  Median of the 1-min load average (timings are "
-            "only comparable at similar load) over the 8 rows that record it: 1.0.") in text
+            "only comparable at similar load) over the 12 rows that record it: 1.0.") in text
     # NAR against its target (0.64 at n=78) and the best baseline with ≥ 3 seeds (none here)
     assert "| nb201_cifar10 | 78 | 0.670 (2) | nar | 0.64 | yes | – | – |" in text
+    # ReNAS: a one-seed probe with a higher val KTau is shown but not chosen over the 3-seed default
+    assert "| nb101_cifar10 | 424 | 0.500 (1) | 0.610 (3) | renas | 0.66 | no | – | – |" in text
     assert "cross-dataset" not in text.lower()  # transfer rows are those at n_train 1000 only
     assert "| mlp_ensemble | 0.800 (1) | 0.800 ± 0.141 (2) | 1.0 | 0.50 | 400 |" in text
     assert "| gbdt | 0.600 ± 0.141 (2) | 0.600 (1) |" in text

@@ -120,11 +120,10 @@ def test_pairwise_loss_decreases_on_a_real_subset(tmp_path) -> None:
 @needs_nb201
 @pytest.mark.parametrize("encoder", ["cnn", "gin"])
 def test_fast_hydra_train_with_cnn_and_gin(encoder, tmp_path) -> None:
-    overrides = ["debug=fast", "model=renas", "data=nb201_cifar10"]
-    if encoder == "gin":
-        overrides.append("model.encoder._target_=nasrank.models.encoders.GINEncoder")
+    overrides = ["debug=fast", "model=renas" if encoder == "cnn" else "model=renas_gin", "data=nb201_cifar10"]
     metrics, objs = train(compose_train(overrides, tmp_path))
     model = objs["model"]
+    assert (getattr(objs["datamodule"].collate(objs["datamodule"].split.train[:2]), "tensor", None) is None) == (encoder == "gin")
     assert isinstance(model.encoder, ReNASCNNEncoder if encoder == "cnn" else GINEncoder)
     assert isinstance(model.loss_fn, PairwiseLogistic)
     assert -1 <= metrics["test/ktau"] <= 1 and np.isfinite(metrics["val/ktau"])

@@ -1,0 +1,39 @@
+"""benchmarks/search.py's summary: statistics read off the stored histories and target verdicts that
+cover a strategy's variants (e.g. ``topk [model=renas_gin]``) as well as its default."""
+
+from __future__ import annotations
+
+import pytest
+
+from test_baselines import load_script
+
+bench = load_script("search")
+
+
+def run(strategy: str, seed: int, ranks: list[int], overrides: tuple[str, ...] = ()) -> dict:
+    """A stored run: query i found a cell of rank ranks[i] (value 10 - rank; optimum 9 = rank 1)."""
+    ranks = ranks + [ranks[-1]] * (300 - len(ranks))
+    return {"strategy": strategy, "dataset": "nb201_cifar10", "seed": seed, "budget": 300, "overrides": list(overrides),
+            "values": [10.0 - r for r in ranks], "ranks": ranks, "optimum": 9.0, "wall_s": 1.0}
+
+
+def test_stats_and_verdicts_cover_variants() -> None:
+    hit_late = [5] * 199 + [1]          # optimum at query 200
+    hit_early = [5] * 39 + [1]          # optimum at query 40
+    never = [3]
+    rows = [run("random", s, never) for s in range(3)]
+    rows += [run("topk", s, hit_late) for s in range(3)]
+    rows += [run("topk", s, hit_early, ("model=renas_gin",)) for s in range(3)]
+    text, curves = bench.dataset_section("nb201_cifar10", bench.latest(rows))
+    assert set(curves) == {"random", "topk", "topk [model=renas_gin]"}
+    assert "- topk: median queries to the optimum 200 (target ≤ 150: missed)" in text
+    assert "- topk [model=renas_gin]: median queries to the optimum 40 (target ≤ 150: met)" in text
+    # mean regret: random 2 throughout; topk 4 until query 200, then 0; the variant 0 from query 40
+    lines = [ln for ln in text.splitlines() if "lower mean regret than random" in ln]
+    assert lines == ["  - lower mean regret than random at budgets [300] of [50, 100, 150, 300]",
+                     "  - lower mean regret than random at budgets [50, 100, 150, 300] of [50, 100, 150, 300]"], lines
+
+
+@pytest.mark.parametrize("dataset", ["nb201_cifar100", "nb101_cifar10"])
+def test_budgets_per_space(dataset: str) -> None:
+    assert bench.budgets_of(dataset)[-1] == (300 if dataset.startswith("nb201") else 1000)
