@@ -103,6 +103,15 @@ def test_sources_follow_each_strategy(tmp_path) -> None:
     assert h.sources == ("random",) * 10 + ("ranker",) * 16 and h.extra["ranker_fits"] == 2
 
 
+def test_topk_with_the_gin_ranker(tmp_path) -> None:
+    """`model=renas_gin` overrides the sampler's default ReNAS CNN (the benchmark's `topk [model=renas_gin]`)."""
+    fast = ["sampler.n_init=10", "sampler.k=8", "sampler.pool_size=800"]
+    assert compose("topk", tmp_path, "model=renas_gin", fast=fast).model.encoder._target_.endswith("GINEncoder")
+    h, ranker = run("topk", 26, 0, tmp_path, "model=renas_gin", fast=fast)
+    assert_valid(h, 26, ranker)
+    assert type(ranker.inner.model.encoder).__name__ == "GINEncoder"
+
+
 @pytest.mark.parametrize("sampler, budget, message", [
     ("evolution", 10, "budget=10 is too small for sampler evolution: it needs at least 11 queries (population=10"),
     ("topk", 10, "budget=10 is too small for sampler topk: it needs at least 11 queries (n_init=10"),
