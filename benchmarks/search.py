@@ -169,7 +169,8 @@ def verdicts(dataset: str, budgets: list[int], table: dict[tuple, dict]) -> list
             if (base, budgets[0]) not in table:
                 continue
             beat = [b for b in budgets if table[(g, b)]["mean"] < table[(base, b)]["mean"]]
-            out.append(f"  - lower mean regret than {base} at budgets {beat or 'none'} of {budgets}")
+            tied = [b for b in budgets if table[(g, b)]["mean"] == table[(base, b)]["mean"]]  # e.g. both at the optimum
+            out.append(f"  - lower mean regret than {base} at budgets {beat or 'none'} of {budgets}" + (f"; equal at {tied}" if tied else ""))
     return out
 
 

@@ -28,7 +28,11 @@ def test_stats_and_verdicts_cover_variants() -> None:
     assert set(curves) == {"random", "topk", "topk [model=renas_gin]"}
     assert "- topk: median queries to the optimum 200 (target ≤ 150: missed)" in text
     assert "- topk [model=renas_gin]: median queries to the optimum 40 (target ≤ 150: met)" in text
-    # mean regret: random 2 throughout; topk 4 until query 200, then 0; the variant 0 from query 40
+    # mean regret: random 2 throughout; topk 4 until query 200, then 0; the variant 0 from query 40;
+    # evolution (added now) exactly as good as topk everywhere
+    rows += [run("evolution", s, hit_late) for s in range(3)]
+    text, _ = bench.dataset_section("nb201_cifar10", bench.latest(rows))
+    assert "  - lower mean regret than evolution at budgets none of [50, 100, 150, 300]; equal at [50, 100, 150, 300]" in text
     lines = [ln for ln in text.splitlines() if "lower mean regret than random" in ln]
     assert lines == ["  - lower mean regret than random at budgets [300] of [50, 100, 150, 300]",
                      "  - lower mean regret than random at budgets [50, 100, 150, 300] of [50, 100, 150, 300]"], lines
