@@ -6,7 +6,7 @@ its first queries, which is exact because every strategy is anytime (the budget 
 stops; `tests/search/test_strategies.py` checks prefixes).  Budgets: NB201 300 (reported at
 50/100/150/300), NB101 1000 (reported at 424/1000).
 
-Lines go to `benchmarks/results/search.jsonl`; a rerun skips runs already there (failed runs are
+Lines go to `benchmarks/results/search.jsonl.gz` (gzip: full histories are megabytes of JSON); a rerun skips runs already there (failed runs are
 retried), so an interrupted grid resumes.  `benchmarks/results/search.md` (included by
 `benchmarks/make_report.py`) and one regret plot per dataset (`search_<dataset>.png`) are rewritten
 from every line of the file after each run.
@@ -19,6 +19,7 @@ from every line of the file after each run.
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import platform
@@ -26,6 +27,7 @@ import shlex
 import sys
 import tempfile
 import time
+import zlib
 from collections import defaultdict
 from pathlib import Path
 from typing import Iterator
@@ -42,7 +44,7 @@ from nasrank.search.plot import plot_regret_bands
 from nasrank.search.runner import search
 
 RESULTS = REPO_ROOT / "benchmarks" / "results"
-JSONL, SECTION = RESULTS / "search.jsonl", RESULTS / "search.md"
+JSONL, SECTION = RESULTS / "search.jsonl.gz", RESULTS / "search.md"
 STRATEGIES = ["random", "evolution", "topk", "nar_tier", "predictor_evolution"]
 NB201 = ["nb201_cifar10", "nb201_cifar100", "nb201_imagenet16"]
 #: budgets reported per space; runs use the largest
@@ -62,13 +64,25 @@ def key(row: dict) -> str:
 
 
 def read_rows(path: Path = JSONL) -> Iterator[dict]:
-    """Rows of the results file; a line cut off by an interrupted write is skipped."""
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError:
-                print(f"warning: skipping an unreadable line of {path}", file=sys.stderr)
+    """Rows of the results file; a line, or a gzip member, cut off by an interrupted write is skipped."""
+    if not path.is_file():
+        return
+    with gzip.open(path, "rt") as fh:
+        try:
+            for line in fh:
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError:
+                    print(f"warning: skipping an unreadable line of {path}", file=sys.stderr)
+        except (EOFError, gzip.BadGzipFile, zlib.error):
+            print(f"warning: {path} ends in a cut-off write; its last row is ignored", file=sys.stderr)
+
+
+def append_row(row: dict, path: Path = JSONL) -> None:
+    """Append one row as its own gzip member: earlier rows are never rewritten, so a crash loses at most this one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "at") as fh:
+        fh.write(json.dumps(row) + "\n")
 
 
 def run_one(strategy: str, dataset: str, seed: int, overrides: list[str]) -> dict:
@@ -223,9 +237,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"stopping: past {args.minutes} min; rerun to resume", file=sys.stderr)
                 break
             row = {**run_one(strategy, dataset, seed, args.override), "command": command}
-            RESULTS.mkdir(parents=True, exist_ok=True)
-            with JSONL.open("a") as fh:
-                fh.write(json.dumps(row) + "\n")
+            append_row(row)
             done_msg = row.get("error") or f"final regret {regret_curve(row)[-1]:.3f}, optimum at {hit_at(row):.0f}, {row['wall_s']} s"
             print(f"[{i}/{len(todo)}] {strategy} {dataset} seed {seed}: {done_msg}", flush=True)
             write_report(list(read_rows()))

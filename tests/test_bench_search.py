@@ -41,3 +41,15 @@ def test_stats_and_verdicts_cover_variants() -> None:
 @pytest.mark.parametrize("dataset", ["nb201_cifar100", "nb101_cifar10"])
 def test_budgets_per_space(dataset: str) -> None:
     assert bench.budgets_of(dataset)[-1] == (300 if dataset.startswith("nb201") else 1000)
+
+
+def test_results_file_appends_and_survives_a_cut_off_write(tmp_path, capsys) -> None:
+    path = tmp_path / "search.jsonl.gz"
+    rows = [run("random", s, [3]) for s in range(3)]
+    for row in rows:
+        bench.append_row(row, path)
+    assert list(bench.read_rows(path)) == rows
+    whole = path.read_bytes()
+    path.write_bytes(whole[:-30])  # the last member cut short, as when a write is killed
+    assert list(bench.read_rows(path)) == rows[:2]
+    assert "cut-off write" in capsys.readouterr().err
