@@ -4,21 +4,26 @@ Each run is exactly `python search.py sampler=<strategy> data=<dataset> budget=<
 config composition, same code), at the largest budget of its dataset; smaller budgets are read off
 its first queries, which is exact because every strategy is anytime (the budget only decides when it
 stops; `tests/search/test_strategies.py` checks prefixes).  Budgets: NB201 300 (reported at
-50/100/150/300), NB101 1000 (reported at 424/1000).
+50/100/150/300), NB101 1000 (reported at 424/1000).  Validation spaces (AnalogNAS, NAS-Bench-Graph,
+with e.g. ``--override data.target=cifar10/analog_acc``) use the NB201 budgets: sampler settings
+are chosen on them, never on the NB201/NB101 targets the report checks.
 
-Lines go to `benchmarks/results/search.jsonl.gz` (gzip: full histories are megabytes of JSON); a rerun skips runs already there (failed runs are
-retried), so an interrupted grid resumes.  `benchmarks/results/search.md` (included by
+Lines go to `benchmarks/results/search.jsonl.gz` (gzip: full histories are megabytes of JSON); a
+rerun skips runs already there (failed runs are retried), so an interrupted grid resumes.  `benchmarks/results/search.md` (included by
 `benchmarks/make_report.py`) and one regret plot per dataset (`search_<dataset>.png`) are rewritten
 from every line of the file after each run.
 
     python benchmarks/search.py                                    # 5 strategies × NB201 × seeds 0 1 2
     python benchmarks/search.py --datasets nb101_cifar10 --strategies random evolution topk
+    python benchmarks/search.py --datasets analognas_cifar10 --strategies topk \
+        --override data.target=cifar10/analog_acc model=renas_gin sampler.min_distance=2   # validation
     python benchmarks/search.py --report                           # rewrite search.md and plots only
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import gzip
 import json
 import os
@@ -48,14 +53,16 @@ JSONL, SECTION = RESULTS / "search.jsonl.gz", RESULTS / "search.md"
 STRATEGIES = ["random", "evolution", "topk", "nar_tier", "predictor_evolution"]
 NB201 = ["nb201_cifar10", "nb201_cifar100", "nb201_imagenet16"]
 #: budgets reported per space; runs use the largest
-BUDGETS = {"nb201": [50, 100, 150, 300], "nb101": [424, 1000]}
+BUDGETS = {"nb201": [50, 100, 150, 300], "nb101": [424, 1000], "analognas": [50, 100, 150, 300], "nbgraph": [50, 100, 150, 300]}
+#: spaces whose targets #7 sets; the others only serve to choose sampler settings (validation)
+TARGET_SPACES = ("nb201", "nb101")
 GUIDED, BASELINES = ("nar_tier", "topk"), ("random", "evolution")
 
 
 def budgets_of(dataset: str) -> list[int]:
     space = dataset.split("_")[0]
     if space not in BUDGETS:
-        raise ConfigError(f"no budgets for dataset {dataset!r}; allowed: nb201_* and nb101_* data configs")
+        raise ConfigError(f"no budgets for dataset {dataset!r}; allowed: {', '.join(f'{k}_*' for k in BUDGETS)} data configs")
     return BUDGETS[space]
 
 
@@ -79,10 +86,16 @@ def read_rows(path: Path = JSONL) -> Iterator[dict]:
 
 
 def append_row(row: dict, path: Path = JSONL) -> None:
-    """Append one row as its own gzip member: earlier rows are never rewritten, so a crash loses at most this one."""
+    """Append one row as its own gzip member: earlier rows are never rewritten, so a crash loses at most this one.
+
+    The member is compressed in memory and written with one call under an exclusive lock, so two grids
+    appending to the same file at once (one per core) cannot interleave their bytes.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    with gzip.open(path, "at") as fh:
-        fh.write(json.dumps(row) + "\n")
+    member = gzip.compress((json.dumps(row) + "\n").encode(), mtime=0)
+    with open(path, "ab") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        fh.write(member)
 
 
 def run_one(strategy: str, dataset: str, seed: int, overrides: list[str]) -> dict:
@@ -121,11 +134,18 @@ def hit_at(row: dict) -> float:
 
 
 def latest(rows: list[dict]) -> dict[tuple, list[dict]]:
-    """(dataset, strategy, overrides) -> the successful runs, one per seed (the last written)."""
+    """(dataset, strategy, overrides) -> the successful runs, one per seed (the last written).
+
+    A ``data.target=`` override names another target of the dataset, so it joins the dataset's name
+    ("analognas_cifar10 (cifar10/analog_acc)"): a section per searched target, not a variant.
+    """
     by_key = {key(r): r for r in rows if "error" not in r}
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in by_key.values():
-        groups[(r["dataset"], r["strategy"], " ".join(r.get("overrides", [])))].append(r)
+        overrides = list(r.get("overrides", []))
+        targets = [o.split("=", 1)[1] for o in overrides if o.startswith("data.target=")]
+        dataset = r["dataset"] + "".join(f" ({t})" for t in targets)
+        groups[(dataset, r["strategy"], " ".join(o for o in overrides if not o.startswith("data.target=")))].append(r)
     return groups
 
 
@@ -162,7 +182,11 @@ def dataset_section(dataset: str, groups: dict[tuple, list[dict]]) -> tuple[str,
             to_opt = f"{s['queries_to_opt']:.0f}" if s["queries_to_opt"] is not None else f"> {b}"
             lines.append(f"| {name} | {b} | {len(runs)} | {s['median']:.3f} | {s['mean']:.3f} | {s['found']:.0%} | {to_opt} | "
                          f"{s['best_rank']:.0f} | {wall:.0f} |")
-    lines += ["", *verdicts(dataset, budgets, table), ""]
+    if dataset.split("_")[0] in TARGET_SPACES:
+        lines += ["", *verdicts(dataset, budgets, table)]
+    else:
+        lines[0] += " (validation: chooses sampler settings; no target)"
+    lines.append("")
     return "\n".join(lines), curves
 
 
@@ -190,7 +214,7 @@ def verdicts(dataset: str, budgets: list[int], table: dict[tuple, dict]) -> list
 
 def write_report(rows: list[dict]) -> None:
     groups = latest(rows)
-    datasets = sorted({ds for ds, _, _ in groups}, key=lambda d: (d not in NB201, d))
+    datasets = sorted({ds for ds, _, _ in groups}, key=lambda d: (d not in NB201, d.split("_")[0] not in TARGET_SPACES, d))
     parts = ["## Search with query budgets (`python benchmarks/search.py`)", "",
              "Each run is `python search.py sampler=<strategy> data=<dataset> budget=<largest> seed=<seed>`; smaller budgets",
              "are its first queries (strategies are anytime).  Regret = space optimum − best queried value (test accuracy, %);",
@@ -199,7 +223,7 @@ def write_report(rows: list[dict]) -> None:
     for ds in datasets:
         text, curves = dataset_section(ds, groups)
         parts.append(text)
-        if curves:
+        if curves and ds.split("_")[0] in TARGET_SPACES:
             png = plot_regret_bands(curves, RESULTS / f"search_{ds}.png", f"{ds}: regret vs queries")
             parts += [f"![regret curves {ds}](benchmarks/results/{png.name})", ""]
     machines = sorted({r["machine"] for rs in groups.values() for r in rs})

@@ -53,3 +53,18 @@ def test_results_file_appends_and_survives_a_cut_off_write(tmp_path, capsys) -> 
     path.write_bytes(whole[:-30])  # the last member cut short, as when a write is killed
     assert list(bench.read_rows(path)) == rows[:2]
     assert "cut-off write" in capsys.readouterr().err
+
+
+def test_validation_targets_get_their_own_section_without_verdicts() -> None:
+    """A ``data.target=`` override names the searched target (a section of its own); validation spaces
+    (AnalogNAS, NAS-Bench-Graph) choose sampler settings, so the report checks no target on them."""
+    rows = [{**run("topk", s, [5] * 39 + [1], ("data.target=cifar10/analog_acc", "model=renas_gin")), "dataset": "analognas_cifar10"}
+            for s in range(3)]
+    groups = bench.latest(rows)
+    assert set(groups) == {("analognas_cifar10 (cifar10/analog_acc)", "topk", "model=renas_gin")}
+    text, curves = bench.dataset_section("analognas_cifar10 (cifar10/analog_acc)", groups)
+    assert set(curves) == {"topk [model=renas_gin]"}
+    assert text.startswith("### analognas_cifar10 (cifar10/analog_acc) (validation: chooses sampler settings; no target)")
+    assert "target ≤" not in text and "| topk [model=renas_gin] | 50 | 3 | 0.000 |" in text
+    with pytest.raises(bench.ConfigError, match="no budgets for dataset 'cifar10_x'; allowed: nb201_\\*, nb101_\\*"):
+        bench.budgets_of("cifar10_x")

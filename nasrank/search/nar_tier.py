@@ -127,4 +127,4 @@ class NarTier(TopK):
             guided = oracle.sample_free(rng, self.pool_size - n_random, self.guided(oracle, bin_of, space_share))
             pool = oracle.distinct_free(np.concatenate([guided, oracle.sample_free(rng, n_random)]))
             scores, probs = ranker.predict(pool, tiers=True)
-            oracle.query(self.best(oracle, pool[np.lexsort((-scores, -probs))]), "ranker")
+            oracle.query(self.best(oracle, pool[np.lexsort((-scores, -probs))], ranker.graphs), "ranker")

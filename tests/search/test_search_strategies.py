@@ -193,3 +193,39 @@ def test_evolution_on_nb101_finds_mutants_in_the_table() -> None:
     assert len(h) == 40 and h.sources.count("mutation") >= 25
     assert len({bench.archs[r].iso_key() for r in h.rows}) == 40
     assert h.values.tolist() == bench.target("cifar10/test_acc")[h.rows].tolist() and (np.diff(h.best) >= 0).all()
+
+
+def test_spread_keeps_batch_cells_apart() -> None:
+    """`spread` picks best-first at pairwise distance ≥ d and tops up best-first when too few are that far."""
+    from nasrank.encodings.graph import dense_graphs
+    from nasrank.search.strategies import TopK, cell_distances, spread
+
+    bench = nb201()
+    graphs = dense_graphs(bench.archs, bench.space)
+    one_edge = bench.index_of(bench.archs[0].mutate_edge(0, "nor_conv_3x3" if bench.archs[0].ops[0] != "nor_conv_3x3" else "skip_connect"))
+    assert cell_distances(graphs, np.array([one_edge, 0]), 0).tolist() == [1, 0]
+    # a best-first order of near-copies (nearest to cell 0 first), as a freshly fitted ranker gives
+    ordered = np.argsort(cell_distances(graphs, np.arange(len(bench)), 0), kind="stable")[:500]
+    assert (cell_distances(graphs, ordered[1:10], int(ordered[0])) < 3).all()  # a plain top-10 would be one plateau
+    picks = spread(ordered, graphs, 10, 3)
+    assert picks[0] == ordered[0] and len(set(picks.tolist())) == 10
+    assert all((cell_distances(graphs, picks[i + 1:], int(p)) >= 3).all() for i, p in enumerate(picks))
+    # greedy: each pick is the best-ranked cell far enough from the earlier ones
+    for i in range(1, 10):
+        skipped = ordered[: list(ordered).index(picks[i])]
+        skipped = skipped[~np.isin(skipped, picks[:i])]
+        assert all(min(cell_distances(graphs, picks[:i], int(s))) < 3 for s in skipped)
+    too_far = spread(ordered, graphs, 4, 99)  # no two cells that far apart: best first, then the next best
+    assert too_far.tolist() == ordered[:4].tolist()
+    with pytest.raises(ConfigError, match="sampler.min_distance=-1; allowed: an integer ≥ 0"):
+        TopK("cifar10/test_acc", min_distance=-1)
+
+
+def test_topk_batches_are_spread(tmp_path) -> None:
+    h, ranker = run("topk", 26, 0, tmp_path, "sampler.min_distance=2")
+    assert_valid(h, 26, ranker)
+    from nasrank.search.strategies import cell_distances
+
+    graphs = ranker.graphs
+    for batch in (h.rows[10:18], h.rows[18:26]):  # k=8 per refit after 10 random cells
+        assert all((cell_distances(graphs, batch[i + 1:], int(r)) >= 2).all() for i, r in enumerate(batch))
