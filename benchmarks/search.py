@@ -209,6 +209,9 @@ def verdicts(dataset: str, budgets: list[int], table: dict[tuple, dict]) -> list
             beat = [b for b in budgets if table[(g, b)]["mean"] < table[(base, b)]["mean"]]
             tied = [b for b in budgets if table[(g, b)]["mean"] == table[(base, b)]["mean"]]  # e.g. both at the optimum
             out.append(f"  - lower mean regret than {base} at budgets {beat or 'none'} of {budgets}" + (f"; equal at {tied}" if tied else ""))
+            if tied and all(table[(g, b)]["mean"] == 0 for b in tied):  # no regret left to beat: who got there first
+                first = [table[(name, budgets[-1])]["queries_to_opt"] for name in (g, base)]
+                out[-1] += f" (regret 0 for both; median queries to the optimum {first[0]:.0f} vs {first[1]:.0f})"
     return out
 
 
