@@ -167,7 +167,7 @@ def dataset_section(dataset: str, groups: dict[tuple, list[dict]]) -> tuple[str,
     budgets = budgets_of(dataset)
     lines = [f"### {dataset}", "", "| strategy | budget | seeds | median regret | mean regret | found optimum | "
              "median queries to optimum | median best rank | median time (s) |", "|---|---|---|---|---|---|---|---|---|"]
-    curves, table = {}, {}
+    curves, table, guided = {}, {}, []  # guided: names of guided strategies' rows, variants included
     for (ds, strategy, overrides), runs in sorted(groups.items(), key=lambda kv: (STRATEGIES.index(kv[0][1]) if kv[0][1] in STRATEGIES else 99, kv[0][2])):
         if ds != dataset:
             continue
@@ -175,6 +175,7 @@ def dataset_section(dataset: str, groups: dict[tuple, list[dict]]) -> tuple[str,
         runs = [r for r in runs if len(r["values"]) >= budgets[-1]]
         if not runs:
             continue
+        guided += [name] if strategy in GUIDED else []
         curves[name] = np.stack([regret_curve(r)[: budgets[-1]] for r in runs])
         wall = np.median([r["wall_s"] for r in runs])
         for b in budgets:
@@ -183,17 +184,17 @@ def dataset_section(dataset: str, groups: dict[tuple, list[dict]]) -> tuple[str,
             lines.append(f"| {name} | {b} | {len(runs)} | {s['median']:.3f} | {s['mean']:.3f} | {s['found']:.0%} | {to_opt} | "
                          f"{s['best_rank']:.0f} | {wall:.0f} |")
     if dataset.split("_")[0] in TARGET_SPACES:
-        lines += ["", *verdicts(dataset, budgets, table)]
+        lines += ["", *verdicts(dataset, budgets, table, guided)]
     else:
         lines[0] += " (validation: chooses sampler settings; no target)"
     lines.append("")
     return "\n".join(lines), curves
 
 
-def verdicts(dataset: str, budgets: list[int], table: dict[tuple, dict]) -> list[str]:
-    """The targets, checked on the numbers above (never asserted by hand)."""
+def verdicts(dataset: str, budgets: list[int], table: dict[tuple, dict], guided: list[str]) -> list[str]:
+    """The targets of the `guided` rows of `table` (a guided strategy's variants too), checked on the
+    numbers above (never asserted by hand)."""
     out = []
-    guided = [name for name, b in table if b == budgets[-1] and name.split(" [")[0] in GUIDED]  # variants too
     for g in guided:
         s = table[(g, budgets[-1])]
         if dataset.startswith("nb201"):
