@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from nasrank.benchmarks.cache import write_atomic
@@ -54,10 +55,12 @@ def plot_regret(histories: Sequence[History], path: str | Path, title: str | Non
 def plot_regret_bands(curves: Mapping[str, np.ndarray], path: str | Path, title: str) -> Path:
     """Median regret over seeds (line) and its 25–75 % band, per strategy; curves: (seeds, queries) arrays."""
     fig, ax = _axes(title, "regret (median over seeds, 25–75 % band)")
-    for label, regret in curves.items():
+    for i, (label, regret) in enumerate(curves.items()):
         x = np.arange(1, regret.shape[1] + 1)
         lo, med, hi = np.percentile(regret, [25, 50, 75], axis=0)
-        line = ax.step(x, med, where="post", label=f"{label} ({len(regret)} seeds)")[0]
+        # tab20 and a dash per ten curves: a benchmark plots more strategies and variants than the 10-colour cycle
+        line = ax.step(x, med, where="post", color=colormaps["tab20"](i % 20), linestyle=("-", "--")[i // 10 % 2],
+                       label=f"{label} ({len(regret)} seeds)")[0]
         ax.fill_between(x, lo, hi, step="post", alpha=0.15, color=line.get_color())
     ax.legend(fontsize=8)
     return _save(fig, path)
