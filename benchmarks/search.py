@@ -59,8 +59,13 @@ TARGET_SPACES = ("nb201", "nb101")
 GUIDED, BASELINES = ("nar_tier", "topk"), ("random", "evolution")
 
 
+def space_of(dataset: str) -> str:
+    """The search space a data config name (or report section) belongs to: ``nb201_cifar10`` -> ``nb201``."""
+    return dataset.split("_")[0]
+
+
 def budgets_of(dataset: str) -> list[int]:
-    space = dataset.split("_")[0]
+    space = space_of(dataset)
     if space not in BUDGETS:
         raise ConfigError(f"no budgets for dataset {dataset!r}; allowed: {', '.join(f'{k}_*' for k in BUDGETS)} data configs")
     return BUDGETS[space]
@@ -183,7 +188,7 @@ def dataset_section(dataset: str, groups: dict[tuple, list[dict]]) -> tuple[str,
             to_opt = f"{s['queries_to_opt']:.0f}" if s["queries_to_opt"] is not None else f"> {b}"
             lines.append(f"| {name} | {b} | {len(runs)} | {s['median']:.3f} | {s['mean']:.3f} | {s['found']:.0%} | {to_opt} | "
                          f"{s['best_rank']:.0f} | {wall:.0f} |")
-    if dataset.split("_")[0] in TARGET_SPACES:
+    if space_of(dataset) in TARGET_SPACES:
         lines += ["", *verdicts(dataset, budgets, table, guided)]
     else:
         lines[0] += " (validation: chooses sampler settings; no target)"
@@ -218,7 +223,7 @@ def verdicts(dataset: str, budgets: list[int], table: dict[tuple, dict], guided:
 
 def write_report(rows: list[dict]) -> None:
     groups = latest(rows)
-    datasets = sorted({ds for ds, _, _ in groups}, key=lambda d: (d not in NB201, d.split("_")[0] not in TARGET_SPACES, d))
+    datasets = sorted({ds for ds, _, _ in groups}, key=lambda d: (d not in NB201, space_of(d) not in TARGET_SPACES, d))
     parts = ["## Search with query budgets (`python benchmarks/search.py`)", "",
              "Each run is `python search.py sampler=<strategy> data=<dataset> budget=<largest> seed=<seed>`; smaller budgets",
              "are its first queries (strategies are anytime).  Regret = space optimum − best queried value (test accuracy, %);",
@@ -227,7 +232,7 @@ def write_report(rows: list[dict]) -> None:
     for ds in datasets:
         text, curves = dataset_section(ds, groups)
         parts.append(text)
-        if curves and ds.split("_")[0] in TARGET_SPACES:
+        if curves and space_of(ds) in TARGET_SPACES:
             png = plot_regret_bands(curves, RESULTS / f"search_{ds}.png", f"{ds}: regret vs queries")
             parts += [f"![regret curves {ds}](benchmarks/results/{png.name})", ""]
     machines = sorted({r["machine"] for rs in groups.values() for r in rs})
