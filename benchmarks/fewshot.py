@@ -32,18 +32,18 @@ from nasrank.benchmarks.cache import write_atomic
 from nasrank.metrics import ranking_metrics
 from nasrank.models.baselines import torch_threads
 from parallel import run_forked
-from ranking import RESULTS, Row, compose_cfg, load_best, read_rows, score_all
+from ranking import RESULTS, Row, compose_cfg, read_rows
 
 JSONL = RESULTS.parent / "fewshot.jsonl"
 
 
 def fit_and_score(row: Row, tmp: str, accelerator: str) -> tuple[np.ndarray, object, str]:
     """Train one row's config, reload its best checkpoint (if any), score every cell."""
-    from nasrank.training import train
+    from nasrank.training import load_best, score_rows, train
 
     _, objs = train(compose_cfg(row, tmp, accelerator))
-    best = load_best(objs)
-    return score_all(objs["model"], objs["datamodule"]), objs["datamodule"], best
+    best = load_best(objs["trainer"], objs["model"])
+    return score_rows(objs["model"], objs["datamodule"]), objs["datamodule"], best
 
 
 def run_seed(seed: int, source: str, targets: list[str], ks: list[int], steps: int, finetune_lr: float, accelerator: str) -> dict:

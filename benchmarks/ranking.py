@@ -169,33 +169,15 @@ def compose_cfg(row: Row, output_dir: str, accelerator: str = "cpu"):
 
 def lightning_scores(cfg) -> tuple[np.ndarray, object, float, dict]:
     """Fit through `nasrank.training.train`, reload the best val/ktau epoch, score every row."""
-    from nasrank.training import train
+    from nasrank.training import load_best, score_rows, train
 
     metrics, objs = train(cfg)
     trainer = objs["trainer"]
-    best = load_best(objs)
+    best = load_best(trainer, objs["model"])
     start = time.perf_counter()
-    scores = score_all(objs["model"], objs["datamodule"])
+    scores = score_rows(objs["model"], objs["datamodule"])
     info = {"epochs": trainer.current_epoch, "best_epoch": int(Path(best).stem.split("_")[-1]) if best else None}
     return scores, objs["datamodule"], metrics["time/fit_s"], {"score_s": time.perf_counter() - start, **info}
-
-
-def load_best(objs: dict) -> str:
-    """Load the best val/ktau checkpoint of a `train` run into its model; its path ('' if none)."""
-    from nasrank.training import check_checkpoint
-
-    callback = objs["trainer"].checkpoint_callback
-    best = callback.best_model_path if callback else ""
-    if best:
-        objs["model"].load_state_dict(check_checkpoint(best, objs["model"]))
-    return best
-
-
-def score_all(model, dm) -> np.ndarray:
-    """The model's scores of every benchmark row (float64)."""
-    model.eval()
-    with torch.inference_mode():
-        return torch.cat([model(b.to(model.device)).flatten().cpu() for b in dm.rows_loader(np.arange(len(dm.benchmark)))]).double().numpy()
 
 
 def baseline_scores(method: str, cfg, threads: int) -> tuple[np.ndarray, object, float, dict]:

@@ -29,8 +29,8 @@ from hydra import compose, initialize_config_dir
 
 from nasrank.benchmarks.cache import write_atomic
 from nasrank.cli import CONF_DIR
-from nasrank.training import train
-from ranking import LIGHTNING_OVERRIDES, RESULTS, score_all
+from nasrank.training import score_rows, train
+from ranking import LIGHTNING_OVERRIDES, RESULTS
 
 TARGETS = {"nar_nb201_fit_s": 60.0, "nar_nb201_score_s": 2.0, "nar_nb101_score_s": 60.0, "renas_nb101_score_s": 60.0,
            "search_nar_tier_s": 120.0, "search_topk_s": 120.0, "peak_rss_gib": 4.0}
@@ -42,7 +42,7 @@ def timed_run(overrides: list[str], out: str) -> tuple[float, float]:
         cfg = compose("train", overrides=[*overrides, *LIGHTNING_OVERRIDES, f"paths.output_dir={out}"])
     metrics, objs = train(cfg)
     start = time.perf_counter()
-    scores = score_all(objs["model"], objs["datamodule"])
+    scores = score_rows(objs["model"], objs["datamodule"])
     score_s = time.perf_counter() - start
     assert np.isfinite(scores).all() and len(scores) == len(objs["datamodule"].benchmark)
     return metrics["time/fit_s"], score_s

@@ -14,6 +14,7 @@ from typing import Any
 
 import hydra
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
@@ -57,31 +58,86 @@ def check_checkpoint(path: str, model: L.LightningModule) -> dict:
     return state
 
 
+def score_rows(model: L.LightningModule, datamodule, rows: np.ndarray | None = None) -> np.ndarray:
+    """The model's scores (float64, higher = better) of these benchmark rows (default: all of them)."""
+    rows = np.arange(len(datamodule.benchmark)) if rows is None else np.asarray(rows)
+    model.eval()
+    with torch.inference_mode():
+        return torch.cat([model(b.to(model.device)).flatten().cpu() for b in datamodule.rows_loader(rows)]).double().numpy()
+
+
+def load_best(trainer: L.Trainer, model: L.LightningModule) -> str:
+    """Load the best checkpoint (val/ktau) of a fit into its model; its path ('' if none was kept)."""
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    if best:
+        model.load_state_dict(check_checkpoint(best, model))
+    return best
+
+
+def build_model(cfg: DictConfig, datamodule) -> L.LightningModule:
+    model = hydra.utils.instantiate(cfg.model, data_info=datamodule.data_info())
+    if cfg.get("init_from"):  # fine-tuning (e.g. few-shot transfer): weights only, fresh optimiser and epochs
+        model.load_state_dict(check_checkpoint(resolve_ckpt(cfg.init_from, cfg.paths.output_dir), model))
+    return model
+
+
+def build_trainer(cfg: DictConfig, loggers: list, subdir: str = "", **overrides) -> L.Trainer:
+    """The configured trainer; checkpoints of an intermediate fit (`subdir`, e.g. the self-training
+    teacher) go below the run's checkpoint dir, so they never mix with the final model's."""
+    callbacks_cfg = OmegaConf.create(OmegaConf.to_container(cfg.get("callbacks") or {}, resolve=True))
+    for c in callbacks_cfg.values():
+        if isinstance(c, DictConfig) and subdir and c.get("dirpath"):
+            c.dirpath = str(Path(c.dirpath).parent / subdir / Path(c.dirpath).name)  # e.g. <run>/teacher/checkpoints
+    callbacks = instantiate_list(callbacks_cfg) + [TestMediaLogger(cfg.paths.output_dir)]
+    if not loggers:  # LearningRateMonitor refuses to run without a logger
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    return hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **overrides)
+
+
+def pseudo_labelled(cfg: DictConfig, datamodule) -> tuple[Any, float]:
+    """Self-training's first stage: fit a teacher on the labelled split, let it label
+    `self_training.count` unlabeled cells; returns the student's datamodule and the teacher's best val KTau.
+    The teacher logs nothing (the run's loggers and step counter belong to the student)."""
+    st = cfg.self_training
+    teacher = build_model(cfg, datamodule)
+    trainer = build_trainer(cfg, [], subdir="teacher")
+    trainer.fit(teacher, datamodule=datamodule)
+    load_best(trainer, teacher)
+    val = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
+    student_dm = datamodule.with_pseudo_labels(score_rows(teacher, datamodule), st.count, cfg.seed, st.get("batch_size"))
+    return student_dm, float(val) if val is not None else math.nan
+
+
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
-    """Fit and test one ranker; returns (metrics, objects) so callers can inspect what ran."""
+    """Fit and test one ranker; returns (metrics, objects) so callers can inspect what ran.
+
+    With `self_training` set, a teacher is fitted first and the returned model is the student fitted on
+    the labelled split plus the teacher's pseudo-labelled cells (see `ArchRankDataModule.with_pseudo_labels`).
+    """
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int):
         raise ConfigError(f"seed must be an integer, got {cfg.seed!r}")
+    self_training = cfg.get("self_training")
+    if self_training and cfg.get("ckpt_path"):
+        raise ConfigError("ckpt_path resumes a single fit; with self_training the teacher is refitted, so run again without ckpt_path")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = hydra.utils.instantiate(cfg.data)
-    model = hydra.utils.instantiate(cfg.model, data_info=datamodule.data_info())
+    model = build_model(cfg, datamodule)  # with self_training: the student (the teacher is built later)
     ckpt_path = resolve_ckpt(cfg.get("ckpt_path"), cfg.paths.output_dir)
     if ckpt_path:
         check_checkpoint(ckpt_path, model)
-    if cfg.get("init_from"):  # fine-tuning (e.g. few-shot transfer): weights only, fresh optimiser and epochs
-        model.load_state_dict(check_checkpoint(resolve_ckpt(cfg.init_from, cfg.paths.output_dir), model))
     loggers = instantiate_list(cfg.get("logger"))
-    callbacks = instantiate_list(cfg.get("callbacks")) + [TestMediaLogger(cfg.paths.output_dir)]
-    if not loggers:  # LearningRateMonitor refuses to run without a logger
-        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-    for lg in loggers:
-        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-
     metrics: dict[str, float] = {}
     try:
+        fit_dm, student_trainer = datamodule, {}
+        start = time.perf_counter()
+        if self_training and cfg.get("train", True):
+            fit_dm, metrics["teacher/val_ktau"] = pseudo_labelled(cfg, datamodule)
+            student_trainer = {"max_epochs": self_training.max_epochs}
+        trainer = build_trainer(cfg, loggers, **student_trainer)
+        for lg in loggers:
+            lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
         if cfg.get("train", True):
-            start = time.perf_counter()
-            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+            trainer.fit(model, datamodule=fit_dm, ckpt_path=ckpt_path)
             metrics["time/fit_s"] = time.perf_counter() - start
             metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
             ckpt_path = "best" if trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path else None

@@ -8,6 +8,7 @@ import pytest
 from conftest import NB101_CSV, NB201_CSV, compose_train
 
 from nasrank.benchmarks.paths import REPO_ROOT
+from nasrank.errors import ConfigError
 from nasrank.training import train
 
 CONF = REPO_ROOT / "conf"
@@ -24,11 +25,25 @@ def needs_data(data: str) -> None:
         pytest.skip(f"shared NB101 table not found at {NB101_CSV}")
 
 
-@pytest.mark.parametrize("group", ["data", "model", "trainer", "logger", "callbacks", "loss"])
+@pytest.mark.parametrize("group", ["data", "model", "trainer", "logger", "callbacks", "loss", "self_training"])
 def test_every_option_composes(group, tmp_path):
     for option in options(group):
         cfg = compose_train([f"{group}={option}"], tmp_path)
         assert cfg[group if group != "loss" else "model"] is not None
+
+
+def test_self_training_fits_teacher_then_student(tmp_path, one_thread):
+    overrides = ["debug=fast", "model=nar", "self_training=pseudo_labels", "self_training.count=128", "self_training.max_epochs=3",
+                 "callbacks=default", "callbacks.progress_bar=null"]
+    metrics, objs = train(compose_train(overrides, tmp_path))
+    assert -1 <= metrics["teacher/val_ktau"] <= 1 and -1 <= metrics["test/ktau"] <= 1
+    assert objs["trainer"].current_epoch == 3  # the student's budget, not the trainer's
+    # the teacher's checkpoints stay apart from the student's (the run's model)
+    assert list((tmp_path / "teacher" / "checkpoints").glob("epoch_*.ckpt")) and (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    # the returned datamodule is the labelled one: evaluation never sees pseudo targets
+    assert len(objs["datamodule"].split.train) == 64
+    with pytest.raises(ConfigError, match="resumes a single fit"):
+        train(compose_train([*overrides, "ckpt_path=last"], tmp_path / "resume"))
 
 
 # images_* configs feed the supernet (model=supernet); they are trained in tests/supernet

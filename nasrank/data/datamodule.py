@@ -7,6 +7,8 @@ the same batch type feeds the GIN/MLP encoders (`x`, `edge_index`), the NAR tran
 
 from __future__ import annotations
 
+import copy
+from dataclasses import replace
 from functools import cached_property
 from typing import Callable, Iterator, Sequence
 
@@ -170,6 +172,38 @@ class ArchRankDataModule(L.LightningDataModule):
                 attrs["tokens"], attrs["token_mask"] = nar_tokens(ops, adj, flops, params, n_ops=self.num_ops, scale=self.cost_scale)
         extra = torch.from_numpy(self._node_extra[enc]) if self.hparams.node_costs else None
         return to_batch(ops, adj, self.num_ops, node_extra=extra, **attrs)
+
+    def with_pseudo_labels(self, scores: np.ndarray, count: int, seed: int, batch_size: int | None = None) -> "ArchRankDataModule":
+        """A copy whose training split adds `count` unlabeled cells labelled by a teacher's `scores`
+        (self-training, as SemiNAS): a small labelled set teaches a ranker that then labels many cells
+        the search space gives for free, and a student fitted on both generalises better than the teacher.
+
+        Pseudo cells are drawn (seeded) one per isomorphism class among classes with no train or val
+        cell, so the validation split stays a clean hold-out.  Their targets are the teacher's ranks
+        mapped onto the quantiles of the real training targets, so the tier boundaries, the target
+        scaling and every real row keep their values; only the copy's training rows change.
+        Test KTau belongs to this (original) datamodule: its test split still holds the pseudo cells.
+        """
+        scores = np.asarray(scores, dtype=np.float64)
+        if scores.shape != self.values.shape or not np.isfinite(scores).all():
+            raise ConfigError(f"teacher scores must be {len(self.values)} finite values (one per row), got shape {scores.shape}")
+        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
+            raise ConfigError(f"self_training.count={count!r}; allowed: an integer ≥ 1")
+        enc = self.encoded_rows
+        labelled = np.isin(enc, enc[np.concatenate([self.split.train, self.split.val])])
+        pool = np.unique(enc[~labelled])
+        pseudo = np.sort(np.random.default_rng(seed).choice(pool, size=min(int(count), len(pool)), replace=False))
+        quantile = scores[pseudo].argsort().argsort() / max(len(pseudo) - 1, 1)
+        new = copy.copy(self)  # shares the stacked graphs and cost caches
+        new.values = self.values.copy()
+        new.values[pseudo] = np.quantile(self.values[self.split.train], quantile)
+        new.tiers = assign_tiers(new.values, self.thresholds)
+        # the copy's test split drops the relabelled rows, so even it never scores against a pseudo target
+        new.split = replace(self.split, train=np.concatenate([self.split.train, pseudo]), test=np.setdiff1d(self.split.test, pseudo))
+        new._hparams = copy.deepcopy(self.hparams)
+        if batch_size is not None:
+            new.hparams.batch_size = int(batch_size)
+        return new
 
     def rows_loader(self, rows: np.ndarray, shuffle: bool = False, batch_size: int | None = None) -> DataLoader:
         """A loader over any benchmark rows (e.g. the whole space, for search)."""

@@ -91,3 +91,28 @@ def test_canonical_iso_encodes_isomorphic_cells_alike(bench):
         assert torch.equal(ca[name], cb[name]) and torch.equal(ca[name], pa[name])  # ...encoded as the class's first row
     assert cb.y.item() == pytest.approx(bench.target("cifar10/baseline_acc")[b]) and cb.idx.item() == b
     assert len(set(canon.encoded_rows.tolist())) == len(set(keys)) == 6466
+
+
+def test_pseudo_labels_extend_train_only(bench):
+    dm = ArchRankDataModule(bench, "cifar10/baseline_acc", n_train=100, n_val=20, split_seed=1, canonical_iso=True, batch_size=16)
+    scores = -bench.target("cifar10/baseline_acc")  # a teacher that ranks every cell backwards
+    st = dm.with_pseudo_labels(scores, count=300, seed=0, batch_size=64)
+    pseudo = np.setdiff1d(st.split.train, dm.split.train)
+    assert len(pseudo) == 300 and np.array_equal(st.split.train[:100], dm.split.train)
+    assert np.array_equal(st.split.val, dm.split.val) and np.array_equal(st.values[dm.split.val], dm.values[dm.split.val])
+    assert len(np.intersect1d(st.split.test, pseudo)) == 0 and len(st.split.test) == len(dm.split.test) - 300
+    # one cell per isomorphism class, none sharing a class with a labelled cell
+    enc = dm.encoded_rows
+    assert len(np.unique(enc[pseudo])) == 300 and not np.isin(enc[pseudo], enc[np.concatenate([dm.split.train, dm.split.val])]).any()
+    # targets: the teacher's order on the training targets' scale; the original is untouched
+    order = np.argsort(scores[pseudo])
+    assert np.all(np.diff(st.values[pseudo][order]) >= 0)
+    train_values = dm.values[dm.split.train]
+    assert st.values[pseudo].min() == train_values.min() and st.values[pseudo].max() == train_values.max()
+    assert np.array_equal(dm.values, bench.target("cifar10/baseline_acc")) and len(dm.split.train) == 100
+    assert (st.hparams.batch_size, dm.hparams.batch_size) == (64, 16)
+    assert np.array_equal(st.tiers, assign_tiers(st.values, dm.thresholds))
+    with pytest.raises(ConfigError, match="one per row"):
+        dm.with_pseudo_labels(scores[:10], count=5, seed=0)
+    with pytest.raises(ConfigError, match="self_training.count"):
+        dm.with_pseudo_labels(scores, count=0, seed=0)
