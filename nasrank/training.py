@@ -26,9 +26,11 @@ from nasrank.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
-def instantiate_list(cfg: DictConfig | None) -> list[Any]:
-    """Instantiate every `_target_` entry of a dict-of-configs group (callbacks, loggers)."""
-    return [hydra.utils.instantiate(c) for c in (cfg or {}).values() if isinstance(c, DictConfig) and "_target_" in c]
+def instantiate_list(cfg: DictConfig | None, unmonitored_only: bool = False) -> list[Any]:
+    """Instantiate every `_target_` entry of a dict-of-configs group (callbacks, loggers); with
+    `unmonitored_only`, skip those that watch a metric (checkpointing, early stopping)."""
+    return [hydra.utils.instantiate(c) for c in (cfg or {}).values()
+            if isinstance(c, DictConfig) and "_target_" in c and not (unmonitored_only and c.get("monitor"))]
 
 
 def resolve_ckpt(ckpt_path: str | None, output_dir: str) -> str | None:
@@ -81,31 +83,29 @@ def build_model(cfg: DictConfig, datamodule) -> L.LightningModule:
     return model
 
 
-def build_trainer(cfg: DictConfig, loggers: list, subdir: str = "", **overrides) -> L.Trainer:
-    """The configured trainer; checkpoints of an intermediate fit (`subdir`, e.g. the self-training
-    teacher) go below the run's checkpoint dir, so they never mix with the final model's."""
-    callbacks_cfg = OmegaConf.create(OmegaConf.to_container(cfg.get("callbacks") or {}, resolve=True))
-    for c in callbacks_cfg.values():
-        if isinstance(c, DictConfig) and subdir and c.get("dirpath"):
-            c.dirpath = str(Path(c.dirpath).parent / subdir / Path(c.dirpath).name)  # e.g. <run>/teacher/checkpoints
-    callbacks = instantiate_list(callbacks_cfg) + [TestMediaLogger(cfg.paths.output_dir)]
+def build_trainer(cfg: DictConfig, loggers: list, monitored: bool = True, **overrides) -> L.Trainer:
+    """The configured trainer; `monitored=False` leaves out every callback that watches a metric
+    (checkpointing and early stopping on val/ktau), for a fit that must never look at validation."""
+    callbacks = instantiate_list(cfg.get("callbacks"), unmonitored_only=not monitored)
+    callbacks += [TestMediaLogger(cfg.paths.output_dir)] if monitored else []
     if not loggers:  # LearningRateMonitor refuses to run without a logger
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     return hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **overrides)
 
 
-def pseudo_labelled(cfg: DictConfig, datamodule) -> tuple[Any, float]:
-    """Self-training's first stage: fit a teacher on the labelled split, let it label
-    `self_training.count` unlabeled cells; returns the student's datamodule and the teacher's best val KTau.
-    The teacher logs nothing (the run's loggers and step counter belong to the student)."""
+def pseudo_labelled(cfg: DictConfig, datamodule):
+    """Self-training's first stage: fit a teacher on the labelled split for a fixed budget, let it
+    label `self_training.count` unlabeled cells; returns the student's datamodule.
+
+    The teacher never sees the validation split (no val epochs, no best-epoch choice, no early
+    stopping): were it chosen on val, the student would inherit that choice and its val KTau would
+    no longer be a clean hold-out score (measured: val rose while test fell).  It logs nothing either
+    (the run's loggers and step counter belong to the student)."""
     st = cfg.self_training
     teacher = build_model(cfg, datamodule)
-    trainer = build_trainer(cfg, [], subdir="teacher")
+    trainer = build_trainer(cfg, [], monitored=False, max_epochs=st.teacher_epochs, max_steps=-1, limit_val_batches=0)
     trainer.fit(teacher, datamodule=datamodule)
-    load_best(trainer, teacher)
-    val = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
-    student_dm = datamodule.with_pseudo_labels(score_rows(teacher, datamodule), st.count, cfg.seed, st.get("batch_size"))
-    return student_dm, float(val) if val is not None else math.nan
+    return datamodule.with_pseudo_labels(score_rows(teacher, datamodule), st.count, cfg.seed, st.get("batch_size"))
 
 
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
@@ -131,7 +131,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         fit_dm, student_trainer = datamodule, {}
         start = time.perf_counter()
         if self_training and cfg.get("train", True):
-            fit_dm, metrics["teacher/val_ktau"] = pseudo_labelled(cfg, datamodule)
+            fit_dm = pseudo_labelled(cfg, datamodule)
             student_trainer = {"max_epochs": self_training.max_epochs}
         trainer = build_trainer(cfg, loggers, **student_trainer)
         for lg in loggers:

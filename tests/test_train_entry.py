@@ -34,12 +34,14 @@ def test_every_option_composes(group, tmp_path):
 
 def test_self_training_fits_teacher_then_student(tmp_path, one_thread):
     overrides = ["debug=fast", "model=nar", "self_training=pseudo_labels", "self_training.count=128", "self_training.max_epochs=3",
+                 "self_training.teacher_epochs=2",
                  "callbacks=default", "callbacks.progress_bar=null"]
     metrics, objs = train(compose_train(overrides, tmp_path))
-    assert -1 <= metrics["teacher/val_ktau"] <= 1 and -1 <= metrics["test/ktau"] <= 1
+    assert -1 <= metrics["test/ktau"] <= 1
     assert objs["trainer"].current_epoch == 3  # the student's budget, not the trainer's
-    # the teacher's checkpoints stay apart from the student's (the run's model)
-    assert list((tmp_path / "teacher" / "checkpoints").glob("epoch_*.ckpt")) and (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    # the teacher is not checkpointed (it never sees val, so there is no best epoch); only the student is
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()].count("last.ckpt") == 1
+    assert len(list((tmp_path / "checkpoints").glob("epoch_*.ckpt"))) == 1
     # the returned datamodule is the labelled one: evaluation never sees pseudo targets
     assert len(objs["datamodule"].split.train) == 64
     with pytest.raises(ConfigError, match="resumes a single fit"):
