@@ -77,6 +77,7 @@ def load_best(trainer: L.Trainer, model: L.LightningModule) -> str:
 
 
 def build_model(cfg: DictConfig, datamodule) -> L.LightningModule:
+    """The configured model, sized by the datamodule (and loaded from `init_from` if given)."""
     model = hydra.utils.instantiate(cfg.model, data_info=datamodule.data_info())
     if cfg.get("init_from"):  # fine-tuning (e.g. few-shot transfer): weights only, fresh optimiser and epochs
         model.load_state_dict(check_checkpoint(resolve_ckpt(cfg.init_from, cfg.paths.output_dir), model))
@@ -99,9 +100,12 @@ def pseudo_labelled(cfg: DictConfig, datamodule):
 
     The teacher never sees the validation split (no val epochs, no best-epoch choice, no early
     stopping): were it chosen on val, the student would inherit that choice and its val KTau would
-    no longer be a clean hold-out score (measured: val rose while test fell).  It logs nothing either
-    (the run's loggers and step counter belong to the student)."""
+    no longer be a clean hold-out score (measured: val rose while test did not).  It logs nothing
+    either (the run's loggers and step counter belong to the student)."""
     st = cfg.self_training
+    for key in ("teacher_epochs", "max_epochs"):
+        if isinstance(st.get(key), bool) or not isinstance(st.get(key), int) or st.get(key) < 1:
+            raise ConfigError(f"self_training.{key}={st.get(key)!r}; allowed: an integer ≥ 1")
     teacher = build_model(cfg, datamodule)
     trainer = build_trainer(cfg, [], monitored=False, max_epochs=st.teacher_epochs, max_steps=-1, limit_val_batches=0)
     trainer.fit(teacher, datamodule=datamodule)

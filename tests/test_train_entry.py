@@ -46,6 +46,8 @@ def test_self_training_fits_teacher_then_student(tmp_path, one_thread):
     assert len(objs["datamodule"].split.train) == 64
     with pytest.raises(ConfigError, match="resumes a single fit"):
         train(compose_train([*overrides, "ckpt_path=last"], tmp_path / "resume"))
+    with pytest.raises(ConfigError, match="self_training.teacher_epochs=0; allowed"):
+        train(compose_train([*overrides, "self_training.teacher_epochs=0"], tmp_path / "bad"))
 
 
 # images_* configs feed the supernet (model=supernet); they are trained in tests/supernet
