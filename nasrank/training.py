@@ -107,7 +107,8 @@ def pseudo_labelled(cfg: DictConfig, datamodule):
         if isinstance(st.get(key), bool) or not isinstance(st.get(key), int) or st.get(key) < 1:
             raise ConfigError(f"self_training.{key}={st.get(key)!r}; allowed: an integer ≥ 1")
     teacher = build_model(cfg, datamodule)
-    trainer = build_trainer(cfg, [], monitored=False, max_epochs=st.teacher_epochs, max_steps=-1, limit_val_batches=0)
+    trainer = build_trainer(cfg, [], monitored=False, max_epochs=st.teacher_epochs, max_steps=-1, limit_val_batches=0,
+                            enable_checkpointing=False)  # Lightning's default checkpoint would land in the student's dir
     trainer.fit(teacher, datamodule=datamodule)
     return datamodule.with_pseudo_labels(score_rows(teacher, datamodule), st.count, cfg.seed, st.get("batch_size"))
 
