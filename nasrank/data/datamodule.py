@@ -176,7 +176,8 @@ class ArchRankDataModule(L.LightningDataModule):
     def with_pseudo_labels(self, scores: np.ndarray, count: int, seed: int, batch_size: int | None = None) -> "ArchRankDataModule":
         """A copy whose training split adds `count` unlabeled cells labelled by a teacher's `scores`
         (self-training, as SemiNAS): a small labelled set teaches a ranker that then labels many cells
-        the search space gives for free, and a student fitted on both generalises better than the teacher.
+        the search space gives for free, and a student is fitted on both.  Whether the student ranks
+        better than the teacher depends on the space and size (see conf/self_training/pseudo_labels.yaml).
 
         Pseudo cells are drawn (seeded) one per isomorphism class among classes with no train or val
         cell, so the validation split stays a clean hold-out.  Their targets are the teacher's ranks
