@@ -6,6 +6,9 @@ values also derive from `ValueError`, so library callers can catch the standard 
 """
 
 
+import numbers
+
+
 class NasrankError(Exception):
     """Base class of every error meant to be shown to a user as one line."""
 
@@ -28,3 +31,11 @@ class CorruptDataError(NasrankError, ValueError):
 
 class UnsafePickleError(CorruptDataError):
     """A pickle asked for a class outside the loader's allow-list; nothing was executed."""
+
+
+def check_at_least(group: str, minimum: int, **values: object) -> None:
+    """One-line `ConfigError` unless every value is an integer ≥ minimum (booleans are not integers),
+    named as the user writes it: `<group>.<name>`."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+            raise ConfigError(f"{group}.{name}={value!r}; allowed: an integer ≥ {minimum}")

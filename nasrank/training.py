@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nasrank.benchmarks.cache import write_atomic
 from nasrank.callbacks import TestMediaLogger
-from nasrank.errors import ConfigError
+from nasrank.errors import ConfigError, check_at_least
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +103,7 @@ def pseudo_labelled(cfg: DictConfig, datamodule):
     no longer be a clean hold-out score (measured: val rose while test did not).  It logs nothing
     either (the run's loggers and step counter belong to the student)."""
     st = cfg.self_training
-    for key in ("teacher_epochs", "max_epochs"):
-        if isinstance(st.get(key), bool) or not isinstance(st.get(key), int) or st.get(key) < 1:
-            raise ConfigError(f"self_training.{key}={st.get(key)!r}; allowed: an integer ≥ 1")
+    check_at_least("self_training", 1, teacher_epochs=st.get("teacher_epochs"), max_epochs=st.get("max_epochs"))
     teacher = build_model(cfg, datamodule)
     trainer = build_trainer(cfg, [], monitored=False, max_epochs=st.teacher_epochs, max_steps=-1, limit_val_batches=0,
                             enable_checkpointing=False)  # Lightning's default checkpoint would land in the student's dir

@@ -22,7 +22,7 @@ from nasrank.data.splits import Split, assign_tiers, make_split, tier_thresholds
 from nasrank.encodings.cost import SPACES_WITH_COSTS, CostScale, node_cost_scale, node_costs
 from nasrank.encodings.graph import DenseGraphs, dense_graphs, to_batch
 from nasrank.encodings.tensor import nar_tokens, renas_tensor
-from nasrank.errors import ConfigError, CorruptDataError
+from nasrank.errors import ConfigError, CorruptDataError, check_at_least
 
 TENSORS = ("renas", "nar")
 
@@ -188,8 +188,7 @@ class ArchRankDataModule(L.LightningDataModule):
         scores = np.asarray(scores, dtype=np.float64)
         if scores.shape != self.values.shape or not np.isfinite(scores).all():
             raise ConfigError(f"teacher scores must be {len(self.values)} finite values (one per row), got shape {scores.shape}")
-        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
-            raise ConfigError(f"self_training.count={count!r}; allowed: an integer ≥ 1")
+        check_at_least("self_training", 1, count=count)
         enc = self.encoded_rows
         labelled = np.isin(enc, enc[np.concatenate([self.split.train, self.split.val])])
         pool = np.unique(enc[~labelled])

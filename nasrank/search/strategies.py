@@ -18,17 +18,11 @@ import numpy as np
 
 from nasrank.benchmarks.benchmark import Benchmark
 from nasrank.encodings.graph import DenseGraphs
-from nasrank.errors import ConfigError, InvalidArchError
+from nasrank.errors import ConfigError, InvalidArchError, check_at_least
 from nasrank.search.constraints import Constraint
 from nasrank.search.history import History
 from nasrank.search.oracle import Oracle
 from nasrank.search.rankers import Ranker
-
-
-def _at_least(minimum: int, **values: int) -> None:
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-            raise ConfigError(f"sampler.{name}={value!r}; allowed: an integer ≥ {minimum}")
 
 
 class Strategy(ABC):
@@ -121,7 +115,7 @@ class Evolution(Strategy):
 
     def __init__(self, target: str, population: int = 20, tournament: int = 5, max_tries: int = 100) -> None:
         super().__init__(target)
-        _at_least(1, population=population, tournament=tournament, max_tries=max_tries)
+        check_at_least("sampler", 1, population=population, tournament=tournament, max_tries=max_tries)
         self.population, self.tournament, self.max_tries = population, tournament, max_tries
 
     @property
@@ -161,7 +155,7 @@ class PredictorEvolution(Evolution):
     def __init__(self, target: str, population: int = 20, tournament: int = 5, max_tries: int = 100,
                  mutants: int = 100, k: int = 5, refit_every: int = 10) -> None:
         super().__init__(target, population, tournament, max_tries)
-        _at_least(1, mutants=mutants, k=k, refit_every=refit_every)
+        check_at_least("sampler", 1, mutants=mutants, k=k, refit_every=refit_every)
         self.mutants, self.k, self.refit_every = mutants, k, refit_every
 
     def search(self, oracle: Oracle, ranker: Ranker | None, rng: np.random.Generator) -> None:
@@ -210,10 +204,10 @@ class TopK(Strategy):
 
     def __init__(self, target: str, n_init: int = 20, k: int = 10, pool_size: int = 50_000, min_distance: int = 0) -> None:
         super().__init__(target)
-        _at_least(1, n_init=n_init, k=k, pool_size=pool_size)
+        check_at_least("sampler", 1, n_init=n_init, k=k, pool_size=pool_size)
         if n_init < 2:
             raise ConfigError(f"sampler.n_init={n_init}; allowed: ≥ 2 (a ranker needs two labelled cells)")
-        _at_least(0, min_distance=min_distance)
+        check_at_least("sampler", 0, min_distance=min_distance)
         self.n_init, self.k, self.pool_size, self.min_distance = n_init, k, pool_size, int(min_distance)
 
     @property
