@@ -5,7 +5,6 @@ the entry points can print it as one line instead of a traceback.  Subclasses th
 values also derive from `ValueError`, so library callers can catch the standard type.
 """
 
-
 import numbers
 
 

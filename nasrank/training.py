@@ -108,7 +108,7 @@ def pseudo_labelled(cfg: DictConfig, datamodule):
     trainer = build_trainer(cfg, [], monitored=False, max_epochs=st.teacher_epochs, max_steps=-1, limit_val_batches=0,
                             enable_checkpointing=False)  # Lightning's default checkpoint would land in the student's dir
     trainer.fit(teacher, datamodule=datamodule)
-    return datamodule.with_pseudo_labels(score_rows(teacher, datamodule), st.count, cfg.seed, st.get("batch_size"))
+    return datamodule.with_pseudo_labels(lambda rows: score_rows(teacher, datamodule, rows), st.count, cfg.seed, st.get("batch_size"))
 
 
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:

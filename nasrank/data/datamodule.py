@@ -173,8 +173,10 @@ class ArchRankDataModule(L.LightningDataModule):
         extra = torch.from_numpy(self._node_extra[enc]) if self.hparams.node_costs else None
         return to_batch(ops, adj, self.num_ops, node_extra=extra, **attrs)
 
-    def with_pseudo_labels(self, scores: np.ndarray, count: int, seed: int, batch_size: int | None = None) -> "ArchRankDataModule":
-        """A copy whose training split adds `count` unlabeled cells labelled by a teacher's `scores`
+    def with_pseudo_labels(self, score: Callable[[np.ndarray], np.ndarray], count: int, seed: int,
+                           batch_size: int | None = None) -> "ArchRankDataModule":
+        """A copy whose training split adds `count` unlabeled cells labelled by a teacher (`score(rows)`:
+        its scores of those benchmark rows, asked only for the chosen cells, not the whole space)
         (self-training, as SemiNAS): a small labelled set teaches a ranker that then labels many cells
         the search space gives for free, and a student is fitted on both.  Whether the student ranks
         better than the teacher depends on the space and size (see conf/self_training/pseudo_labels.yaml).
@@ -185,15 +187,15 @@ class ArchRankDataModule(L.LightningDataModule):
         scaling and every real row keep their values; only the copy's training rows change.
         Test KTau belongs to this (original) datamodule: its test split still holds the pseudo cells.
         """
-        scores = np.asarray(scores, dtype=np.float64)
-        if scores.shape != self.values.shape or not np.isfinite(scores).all():
-            raise ConfigError(f"teacher scores must be {len(self.values)} finite values (one per row), got shape {scores.shape}")
         check_at_least("self_training", 1, count=count)
         enc = self.encoded_rows
         labelled = np.isin(enc, enc[np.concatenate([self.split.train, self.split.val])])
         pool = np.unique(enc[~labelled])
         pseudo = np.sort(np.random.default_rng(seed).choice(pool, size=min(int(count), len(pool)), replace=False))
-        quantile = scores[pseudo].argsort().argsort() / max(len(pseudo) - 1, 1)
+        scores = np.asarray(score(pseudo), dtype=np.float64)
+        if scores.shape != pseudo.shape or not np.isfinite(scores).all():
+            raise ConfigError(f"teacher scores must be {len(pseudo)} finite values (one per row asked for), got shape {scores.shape}")
+        quantile = scores.argsort().argsort() / max(len(pseudo) - 1, 1)
         new = copy.copy(self)  # shares the stacked graphs and cost caches
         new.values = self.values.copy()
         new.values[pseudo] = np.quantile(self.values[self.split.train], quantile)

@@ -96,9 +96,11 @@ def test_canonical_iso_encodes_isomorphic_cells_alike(bench):
 def test_pseudo_labels_extend_train_only(bench):
     dm = ArchRankDataModule(bench, "cifar10/baseline_acc", n_train=100, n_val=20, split_seed=1, canonical_iso=True, batch_size=16)
     scores = -bench.target("cifar10/baseline_acc")  # a teacher that ranks every cell backwards
-    st = dm.with_pseudo_labels(scores, count=300, seed=0, batch_size=64)
+    asked = []
+    st = dm.with_pseudo_labels(lambda rows: asked.append(rows) or scores[rows], count=300, seed=0, batch_size=64)
     pseudo = np.setdiff1d(st.split.train, dm.split.train)
     assert len(pseudo) == 300 and np.array_equal(st.split.train[:100], dm.split.train)
+    assert len(asked) == 1 and np.array_equal(asked[0], pseudo)  # the teacher scores only the chosen cells
     assert np.array_equal(st.split.val, dm.split.val) and np.array_equal(st.values[dm.split.val], dm.values[dm.split.val])
     assert len(np.intersect1d(st.split.test, pseudo)) == 0 and len(st.split.test) == len(dm.split.test) - 300
     # one cell per isomorphism class, none sharing a class with a labelled cell
@@ -113,6 +115,6 @@ def test_pseudo_labels_extend_train_only(bench):
     assert (st.hparams.batch_size, dm.hparams.batch_size) == (64, 16)
     assert np.array_equal(st.tiers, assign_tiers(st.values, dm.thresholds))
     with pytest.raises(ConfigError, match="one per row"):
-        dm.with_pseudo_labels(scores[:10], count=5, seed=0)
+        dm.with_pseudo_labels(lambda rows: scores[rows][:-1], count=5, seed=0)
     with pytest.raises(ConfigError, match="self_training.count"):
-        dm.with_pseudo_labels(scores, count=0, seed=0)
+        dm.with_pseudo_labels(lambda rows: scores[rows], count=0, seed=0)
