@@ -173,7 +173,7 @@ def lightning_scores(cfg) -> tuple[np.ndarray, object, float, dict]:
 
     metrics, objs = train(cfg)
     trainer = objs["trainer"]
-    best = load_best(trainer, objs["model"])
+    best = "" if cfg.get("ensemble") else load_best(trainer, objs["model"])  # an ensemble's members are already at their best
     start = time.perf_counter()
     scores = score_rows(objs["model"], objs["datamodule"])
     info = {"epochs": trainer.current_epoch, "best_epoch": int(Path(best).stem.split("_")[-1]) if best else None}

@@ -5,6 +5,7 @@ Kept out of the entry script so tests and sweeps call the same function (lightni
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -17,11 +18,12 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import LearningRateMonitor
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from nasrank.benchmarks.cache import write_atomic
 from nasrank.callbacks import TestMediaLogger
 from nasrank.errors import ConfigError, check_at_least
+from nasrank.models.ensemble import ScoreEnsemble
 
 log = logging.getLogger(__name__)
 
@@ -111,17 +113,57 @@ def pseudo_labelled(cfg: DictConfig, datamodule):
     return datamodule.with_pseudo_labels(lambda rows: score_rows(teacher, datamodule, rows), st.count, cfg.seed, st.get("batch_size"))
 
 
+def with_member_tensors(cfg: DictConfig) -> DictConfig:
+    """A copy of cfg whose data attaches every encoding the ensemble's members read (the data config
+    follows only the run's model, e.g. NAR tokens; a ReNAS CNN member would also need its tensor)."""
+    cfg = copy.deepcopy(cfg)
+    wanted = [*cfg.model.get("tensors", [])] + [t for m in cfg.ensemble.members.values() for t in m.get("tensors", [])]
+    with open_dict(cfg):
+        cfg.data.tensors = list(dict.fromkeys(wanted))
+    return cfg
+
+
+def ensemble_of(cfg: DictConfig, datamodule, model: L.LightningModule, trainer: L.Trainer) -> ScoreEnsemble:
+    """The fitted model (at its best val epoch) plus each `ensemble.members` ranker, fitted one after
+    another on the same data with its own trainer, checkpoints (`checkpoints/<member>/`) and best epoch."""
+    load_best(trainer, model)
+    members = {"model": model}
+    for name, member_model in cfg.ensemble.members.items():
+        if name in members:
+            raise ConfigError(f"ensemble member name {name!r} is reserved for the run's model; rename it")
+        member_cfg = copy.deepcopy(cfg)
+        with open_dict(member_cfg):
+            member_cfg.model, member_cfg.init_from = member_model, None
+            if member_cfg.get("callbacks") and member_cfg.callbacks.get("model_checkpoint"):
+                member_cfg.callbacks.model_checkpoint.dirpath = str(Path(cfg.paths.output_dir) / "checkpoints" / name)
+        member = build_model(member_cfg, datamodule)
+        member_trainer = build_trainer(member_cfg, [], **cfg.ensemble.get("trainer", {}).get(name, {}))
+        member_trainer.fit(member, datamodule=datamodule)
+        load_best(member_trainer, member)
+        members[name] = member
+    ensemble = ScoreEnsemble(members, eval_targets=list(cfg.get("eval_targets", [])))
+    rows = datamodule.split.train
+    ensemble.standardize(torch.from_numpy(np.stack([score_rows(m, datamodule, rows) for m in members.values()])).float())
+    return ensemble
+
+
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Fit and test one ranker; returns (metrics, objects) so callers can inspect what ran.
 
     With `self_training` set, a teacher is fitted first and the returned model is the student fitted on
     the labelled split plus the teacher's pseudo-labelled cells (see `ArchRankDataModule.with_pseudo_labels`).
+    With `ensemble` set, the members are fitted after the model and the returned model is their
+    `ScoreEnsemble`, validated and tested as one ranker.
     """
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int):
         raise ConfigError(f"seed must be an integer, got {cfg.seed!r}")
     self_training = cfg.get("self_training")
     if self_training and cfg.get("ckpt_path"):
         raise ConfigError("ckpt_path resumes a single fit; with self_training the teacher is refitted, so run again without ckpt_path")
+    if cfg.get("ensemble"):
+        if cfg.get("ckpt_path") or self_training or not cfg.get("train", True):
+            raise ConfigError("ensemble fits every member in this run; it cannot be combined with ckpt_path, self_training or train=false")
+        cfg = with_member_tensors(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = hydra.utils.instantiate(cfg.data)
     model = build_model(cfg, datamodule)  # with self_training: the student (the teacher is built later)
@@ -144,6 +186,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             metrics["time/fit_s"] = time.perf_counter() - start
             metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
             ckpt_path = "best" if trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path else None
+            if cfg.get("ensemble"):
+                model, ckpt_path = ensemble_of(cfg, datamodule, model, trainer), None
+                metrics["time/fit_s"] = time.perf_counter() - start
+                trainer.validate(model, datamodule=datamodule, verbose=False)
+                metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")})
         if cfg.get("test"):
             trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
             metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("test/", "transfer/"))})

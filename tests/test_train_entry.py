@@ -25,7 +25,7 @@ def needs_data(data: str) -> None:
         pytest.skip(f"shared NB101 table not found at {NB101_CSV}")
 
 
-@pytest.mark.parametrize("group", ["data", "model", "trainer", "logger", "callbacks", "loss", "self_training"])
+@pytest.mark.parametrize("group", ["data", "model", "trainer", "logger", "callbacks", "loss", "self_training", "ensemble"])
 def test_every_option_composes(group, tmp_path):
     for option in options(group):
         cfg = compose_train([f"{group}={option}"], tmp_path)

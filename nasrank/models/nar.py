@@ -9,7 +9,7 @@ used for ranking.  Training minimises tier cross-entropy + λ × a ranking loss 
 from __future__ import annotations
 
 import logging
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, Mapping, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -121,10 +121,12 @@ class NARNet(nn.Module):
 
 
 class NARModule(RankerModule):
-    """NAR ranker: an ensemble of `members` independently initialised `NARNet`s (NAR: 1).
+    """NAR ranker: an ensemble of `members` independently initialised `NARNet`s (NAR: 1) per encoder.
 
     Members see the same batches and are averaged (scores, tier probabilities); each keeps its own
-    tier embeddings, since every encoder embeds architectures in its own space.
+    tier embeddings, since every encoder embeds architectures in its own space.  `extra_encoders`
+    mixes encoder families (e.g. the token transformer and a GIN): their errors are less correlated
+    than those of re-seeded copies of one encoder, so the average ranks better (see nar_mixed.yaml).
 
     Args:
         encoder: Hydra partial of the encoder.  Token encoders (`TokenTransformer`) return
@@ -132,7 +134,9 @@ class NARModule(RankerModule):
             return (B, D), treated as a single token.
         data_info: the datamodule's sizes (`num_tiers`, `token_dim`, `max_nodes`, `in_dim`, ...).
         tensors: the encodings the data config attaches (`model.tensors`); token encoders need "nar".
-        members: ensemble size.
+        members: ensemble size per encoder.
+        extra_encoders: more encoder partials by name (Hydra: a mapping), each adding `members` nets
+            with their own heads next to those of `encoder`.
         decoder_layers, decoder_heads, decoder_query: the tier decoder (see `TierDecoder`; 0 layers:
             the tier head reads the encoding and the tier embeddings are unused).
         tier_hidden, score_hidden: hidden widths of the tier and score MLP heads.
@@ -145,6 +149,7 @@ class NARModule(RankerModule):
     """
 
     def __init__(self, encoder: Callable[..., nn.Module], data_info: dict, tensors: Sequence[str] = ("nar",), members: int = 1,
+                 extra_encoders: Mapping[str, Callable[..., nn.Module]] | None = None,
                  decoder_layers: int = 6, decoder_heads: int = 4, decoder_query: str = "tiers", tier_hidden: int = 256,
                  score_hidden: int = 1024, readout: str = "flatten", scale_logits: bool = True, dropout: float = 0.1,
                  rank_weight: float = 1.0, tier_weight: float = 1.0, label_smoothing: float = 0.0, **kwargs) -> None:
@@ -154,11 +159,13 @@ class NARModule(RankerModule):
         if members < 1:
             raise ConfigError(f"members={members}; allowed: ≥ 1")
         k = int(data_info["num_tiers"])
+        factories = [encoder, *(extra_encoders or {}).values()]
         self.nets = nn.ModuleList(
-            NARNet(encoders.build(encoder, data_info), k, decoder_layers, decoder_heads, decoder_query, tier_hidden,
-                   score_hidden, readout, scale_logits, dropout) for _ in range(members))
-        if hasattr(self.nets[0].encoder, "num_tokens") and "nar" not in tensors:
-            raise ConfigError(f"{type(self.nets[0].encoder).__name__} reads NAR node tokens; model.tensors must include 'nar', got {list(tensors)}")
+            NARNet(encoders.build(factory, data_info), k, decoder_layers, decoder_heads, decoder_query, tier_hidden,
+                   score_hidden, readout, scale_logits, dropout) for factory in factories for _ in range(members))
+        token_nets = [net for net in self.nets if hasattr(net.encoder, "num_tokens")]
+        if token_nets and "nar" not in tensors:
+            raise ConfigError(f"{type(token_nets[0].encoder).__name__} reads NAR node tokens; model.tensors must include 'nar', got {list(tensors)}")
         self.tier_confusion = MulticlassConfusionMatrix(num_classes=k)
         #: (k, k) confusion matrix (rows: true tier, columns: predicted) of the last test run
         self.test_tier_confusion: Tensor | None = None

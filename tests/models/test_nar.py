@@ -16,6 +16,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from nasrank.cli import user_error
 from nasrank.errors import ConfigError
+from nasrank.models.encoders import GINEncoder
 from nasrank.models.losses import ListMLE, PairwiseLogistic
 from nasrank.models.nar import NARModule, NoamWarmup, TierRankLoss
 from nasrank.models.tiers import TierDecoder, TierMemory
@@ -125,10 +126,12 @@ def test_bad_settings_are_one_line_errors() -> None:
         TokenTransformer(token_dim=3, max_nodes=4, hidden=10)
 
     def nar(**kwargs) -> NARModule:
-        return NARModule(encoder=partial(TokenTransformer, hidden=8, layers=1), data_info=dict(token_dim=5, max_nodes=3, num_tiers=2),
+        return NARModule(encoder=partial(TokenTransformer, hidden=8, layers=1), data_info=dict(token_dim=5, max_nodes=3, num_tiers=2, in_dim=4),
                          loss=PairwiseLogistic(), optimizer=partial(torch.optim.AdamW), **kwargs)
 
     assert len(nar(members=2).nets) == 2
+    mixed = nar(members=2, extra_encoders={"gin": partial(GINEncoder, hidden=8)}, tensors=["nar"])
+    assert [type(net.encoder) for net in mixed.nets] == [TokenTransformer] * 2 + [GINEncoder] * 2
     with pytest.raises(ConfigError, match="members=0; allowed: ≥ 1"):
         nar(members=0)
     with pytest.raises(ConfigError, match="readout='max'; allowed: flatten, mean"):
@@ -225,9 +228,10 @@ class TextLogger(CSVLogger):
         self.texts.append((key, columns, data))
 
 
-@pytest.mark.parametrize("encoder", ["transformer", "gin"])
+@pytest.mark.parametrize("encoder", ["transformer", "gin", "mixed"])
 def test_debug_fast_train_with_each_encoder(encoder: str, tmp_path, monkeypatch) -> None:
-    overrides = ["debug=fast", "model=nar", "data=analognas_cifar10", "data.eval_batch_size=512", *SMALL]
+    model_name = "nar_mixed" if encoder == "mixed" else "nar"
+    overrides = ["debug=fast", f"model={model_name}", "data=analognas_cifar10", "data.eval_batch_size=512", *SMALL]
     if encoder == "gin":
         overrides.append("model.encoder._target_=nasrank.models.encoders.GINEncoder")
     cfg = compose_train(overrides, tmp_path)
@@ -239,6 +243,10 @@ def test_debug_fast_train_with_each_encoder(encoder: str, tmp_path, monkeypatch)
     assert cm.diagonal().sum() / cm.sum() == pytest.approx(metrics["test/tier_acc"])
     length = 1 if encoder == "gin" else dm_max_nodes(objs)
     assert model.nets[0].tiers.emb.shape[:2] == (5, length)
+    families = [type(net.encoder).__name__ for net in model.nets]
+    assert families == {"transformer": ["TokenTransformer"], "gin": ["GINEncoder"], "mixed": ["TokenTransformer", "GINEncoder"]}[encoder]
+    if encoder == "mixed":  # each family keeps tier embeddings of its own shape
+        assert model.nets[1].tiers.emb.shape[:2] == (5, 1) and model.nets[1].tiers.emb.abs().sum() > 0
 
 
 def dm_max_nodes(objs: dict) -> int:

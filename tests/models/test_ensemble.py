@@ -1,0 +1,77 @@
+"""ScoreEnsemble: members weigh equally whatever their scale; `ensemble=` fits each member on its own
+(own checkpoints, own best epoch) and the run validates and tests the ensemble as one ranker."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import compose_train
+from torch import nn
+from torchmetrics.functional.regression import kendall_rank_corrcoef
+
+from nasrank.errors import ConfigError
+from nasrank.models.ensemble import ScoreEnsemble
+from nasrank.training import score_rows, train, with_member_tensors
+
+SMALL_NAR = ["model.encoder.hidden=16", "model.encoder.layers=1", "model.tier_hidden=16", "model.score_hidden=16"]
+
+
+class Affine(nn.Module):
+    """A stand-in member: scores = a · x + b of a tensor "batch"."""
+
+    def __init__(self, a: float, b: float) -> None:
+        super().__init__()
+        self.a, self.b = a, b
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.a * x + self.b
+
+
+def test_members_weigh_equally_whatever_their_scale() -> None:
+    x = torch.randn(50)
+    agree = ScoreEnsemble({"big": Affine(100.0, 5.0), "small": Affine(0.01, -3.0)})
+    agree.standardize(agree.member_scores(x[:20]))
+    expected = (x - x[:20].mean()) / x[:20].std()
+    assert torch.allclose(agree(x), expected, atol=1e-5)
+    opposed = ScoreEnsemble({"up": Affine(100.0, 5.0), "down": Affine(-0.01, 1.0)})
+    opposed.standardize(opposed.member_scores(x[:20]))
+    assert opposed(x).abs().max() < 1e-4, "a member and its reverse cancel, however differently scaled"
+    assert torch.equal(opposed(x[7:9]), opposed(x)[7:9]), "a row's score does not depend on the other rows"
+
+
+def test_bad_ensembles_are_one_line_errors() -> None:
+    with pytest.raises(ConfigError, match="at least 2 members, got 1"):
+        ScoreEnsemble({"only": Affine(1.0, 0.0)})
+    ensemble = ScoreEnsemble({"a": Affine(1.0, 0.0), "b": Affine(2.0, 0.0)})
+    with pytest.raises(ConfigError, match=r"standardize needs \(2, N ≥ 2\) member scores, got \(3, 10\)"):
+        ensemble.standardize(torch.zeros(3, 10))
+    with pytest.raises(ConfigError, match="cannot be trained"):
+        ensemble.configure_optimizers()
+
+
+def test_data_attaches_every_members_encoding(tmp_path) -> None:
+    cfg = compose_train(["model=nar", "ensemble=renas_gin", "+model@ensemble.members.cnn=renas"], tmp_path)
+    assert list(with_member_tensors(cfg).data.tensors) == ["nar", "renas"]
+    assert list(cfg.data.tensors) == ["nar"], "the caller's config is left as it was"
+
+
+def test_ensemble_run_fits_members_apart_and_scores_as_one(tmp_path, one_thread) -> None:
+    overrides = ["debug=fast", "model=nar", *SMALL_NAR, "ensemble=renas_gin", "ensemble.trainer.renas_gin.max_epochs=3",
+                 "callbacks=default", "callbacks.progress_bar=null", "callbacks.early_stopping=null"]
+    metrics, objs = train(compose_train(overrides, tmp_path))
+    model, dm = objs["model"], objs["datamodule"]
+    assert isinstance(model, ScoreEnsemble) and list(model.members) == ["model", "renas_gin"]
+    assert objs["trainer"].current_epoch == 2  # the run's trainer fitted the run's model (debug: 2 epochs)
+    for folder in (tmp_path / "checkpoints", tmp_path / "checkpoints" / "renas_gin"):
+        names = sorted(p.name for p in folder.glob("*.ckpt"))
+        assert len(names) == 2 and names[0].startswith("epoch_") and names[1] == "last.ckpt", (folder, names)
+    val = dm.split.val
+    expected = kendall_rank_corrcoef(torch.from_numpy(score_rows(model, dm, val)), torch.from_numpy(dm.values[val]))
+    assert metrics["val/ktau"] == pytest.approx(float(expected), abs=1e-5), "val/ktau is the ensemble's"
+    assert -1 <= metrics["test/ktau"] <= 1 and metrics["time/fit_s"] > 0
+    train_scores = score_rows(model, dm, dm.split.train)
+    assert abs(np.mean(train_scores)) < 1e-4, "members are centred on the training rows"
+    for bad, message in ((["ckpt_path=last"], "cannot be combined"), (["train=false"], "cannot be combined")):
+        with pytest.raises(ConfigError, match=message):
+            train(compose_train([*overrides, *bad], tmp_path / "bad"))
