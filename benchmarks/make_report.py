@@ -126,11 +126,13 @@ class Targets:
 
 BASELINE_METHODS = ("mlp_ensemble", "gbdt", "gin_regressor", "mlp_regressor")
 NAR = Targets(  # issue #5
-    "NAR", ("nar", "nar_recipe", "nar_gin"), ("model.", "data.batch_size=", "self_training="),
+    "NAR", ("nar", "nar_recipe", "nar_gin", "nar_mixed"), ("model.", "data.batch_size=", "self_training=", "ensemble="),
     {"nb201": {78: 0.64, 156: 0.72, 469: 0.80, 781: 0.83, 1563: 0.87}, "nb101": {424: 0.75, 4236: 0.85}},
     "`nar_recipe` (the paper's recipe from `conf/experiment/nar_<benchmark>.yaml`: a fixed step budget, no early "
     "stopping), `nar` (`model=nar` with the default trainer: 100 epochs, early stopping on val), `nar_gin` (NAR with "
-    "the GIN encoder), other NAR variants where run (e.g. an ensemble of 3, batch 16 for small training sets, or "
+    "the GIN encoder), `nar_mixed` (NAR transformer and GIN nets trained together, `model=nar_mixed`), other NAR "
+    "variants where run (e.g. an ensemble of 3, batch 16 for small training sets, `ensemble=renas_gin`: NAR and a "
+    "pairwise GIN fitted apart, each at its own best val epoch, scores averaged, or "
     "`self_training=pseudo_labels`: a NAR teacher labels 1,000 unlabeled cells and the reported student is fitted on both)")
 RENAS = Targets(  # issue #6
     "ReNAS", ("renas", "renas_gin"), ("model.", "data.batch_size=", "trainer.max_epochs="),

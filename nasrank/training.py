@@ -113,21 +113,13 @@ def pseudo_labelled(cfg: DictConfig, datamodule):
     return datamodule.with_pseudo_labels(lambda rows: score_rows(teacher, datamodule, rows), st.count, cfg.seed, st.get("batch_size"))
 
 
-def with_member_tensors(cfg: DictConfig) -> DictConfig:
-    """A copy of cfg whose data attaches every encoding the ensemble's members read (the data config
-    follows only the run's model, e.g. NAR tokens; a ReNAS CNN member would also need its tensor)."""
-    cfg = copy.deepcopy(cfg)
-    wanted = [*cfg.model.get("tensors", [])] + [t for m in cfg.ensemble.members.values() for t in m.get("tensors", [])]
-    with open_dict(cfg):
-        cfg.data.tensors = list(dict.fromkeys(wanted))
-    return cfg
-
-
 def ensemble_of(cfg: DictConfig, datamodule, model: L.LightningModule, trainer: L.Trainer) -> ScoreEnsemble:
     """The fitted model (at its best val epoch) plus each `ensemble.members` ranker, fitted one after
-    another on the same data with its own trainer, checkpoints (`checkpoints/<member>/`) and best epoch."""
+    another with its own trainer, checkpoints (`checkpoints/<member>/`) and best epoch, on its own view
+    of the same split (the data config resolved with the member as model: its encodings; the benchmark
+    table is shared, not reloaded)."""
     load_best(trainer, model)
-    members = {"model": model}
+    members, views = {"model": model}, {"model": datamodule}
     for name, member_model in cfg.ensemble.members.items():
         if name in members:
             raise ConfigError(f"ensemble member name {name!r} is reserved for the run's model; rename it")
@@ -136,14 +128,15 @@ def ensemble_of(cfg: DictConfig, datamodule, model: L.LightningModule, trainer: 
             member_cfg.model, member_cfg.init_from = member_model, None
             if member_cfg.get("callbacks") and member_cfg.callbacks.get("model_checkpoint"):
                 member_cfg.callbacks.model_checkpoint.dirpath = str(Path(cfg.paths.output_dir) / "checkpoints" / name)
-        member = build_model(member_cfg, datamodule)
+        views[name] = view = hydra.utils.instantiate(member_cfg.data, _partial_=True)(benchmark=datamodule.benchmark)
+        member = build_model(member_cfg, view)
         member_trainer = build_trainer(member_cfg, [], **cfg.ensemble.get("trainer", {}).get(name, {}))
-        member_trainer.fit(member, datamodule=datamodule)
+        member_trainer.fit(member, datamodule=view)
         load_best(member_trainer, member)
         members[name] = member
-    ensemble = ScoreEnsemble(members, eval_targets=list(cfg.get("eval_targets", [])))
+    ensemble = ScoreEnsemble(members, views, eval_targets=list(cfg.get("eval_targets", [])))
     rows = datamodule.split.train
-    ensemble.standardize(torch.from_numpy(np.stack([score_rows(m, datamodule, rows) for m in members.values()])).float())
+    ensemble.standardize(torch.from_numpy(np.stack([score_rows(members[n], views[n], rows) for n in members])).float())
     return ensemble
 
 
@@ -163,7 +156,6 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     if cfg.get("ensemble"):
         if cfg.get("ckpt_path") or self_training or not cfg.get("train", True):
             raise ConfigError("ensemble fits every member in this run; it cannot be combined with ckpt_path, self_training or train=false")
-        cfg = with_member_tensors(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = hydra.utils.instantiate(cfg.data)
     model = build_model(cfg, datamodule)  # with self_training: the student (the teacher is built later)

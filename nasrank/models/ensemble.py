@@ -3,14 +3,16 @@
 Why separately: members of different families (the NAR transformer, a pairwise-trained GIN) make
 less correlated errors than re-seeded copies of one model, and each one keeping its own best
 validation epoch matters — fitting the same families jointly in one module with one shared epoch
-(`NARModule.extra_encoders`) gained less (both measured in BENCHMARKS.md).  Each member's scores are
-z-scored with constants fixed on the training rows, so members on different scales weigh equally and
-a row's score never depends on which other rows are scored.
+(`NARModule.extra_encoders`) gained less (both measured in BENCHMARKS.md).  Each member reads the
+cells through its own data view (its model config's encoding: NAR's canonical isomorphism-class
+encoding, the GIN's raw cell), which also decorrelates them.  Each member's scores are z-scored with
+constants fixed on the training rows, so members on different scales weigh equally and a row's score
+never depends on which other rows are scored.
 """
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Any, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -24,20 +26,28 @@ class ScoreEnsemble(RankerModule):
 
     Args:
         members: fitted rankers by name (their `forward` gives scores, higher = better).
+        views: per member, what turns the rows of a batch (`batch.idx`) into that member's input
+            (its datamodule, by `collate(rows)`); None: every member reads the batch as given.
         **kwargs: `eval_targets`, `ks` of `RankerModule` (no loss or optimiser: nothing is fitted here).
     """
 
-    def __init__(self, members: Mapping[str, RankerModule], **kwargs) -> None:
+    def __init__(self, members: Mapping[str, RankerModule], views: Mapping[str, Any] | None = None, **kwargs) -> None:
         if len(members) < 2:
             raise ConfigError(f"an ensemble needs at least 2 members, got {len(members)} ({', '.join(members)})")
+        if views is not None and set(views) != set(members):
+            raise ConfigError(f"ensemble views {sorted(views)} must name exactly the members {sorted(members)}")
         super().__init__(loss=None, optimizer=None, **kwargs)
         self.members = nn.ModuleDict(members)
+        self.views = dict(views) if views is not None else None  # datamodules: plain attributes, not weights
         self.register_buffer("score_mean", torch.zeros(len(members)))
         self.register_buffer("score_std", torch.ones(len(members)))
 
     def member_scores(self, batch) -> Tensor:
-        """(M, B) raw scores of every member."""
-        return torch.stack([member(batch) for member in self.members.values()])
+        """(M, B) raw scores of every member, each on its own view of the batch's rows."""
+        if self.views is None:
+            return torch.stack([member(batch) for member in self.members.values()])
+        rows = batch.idx.cpu().numpy()
+        return torch.stack([member(self.views[name].collate(rows).to(self.device)) for name, member in self.members.items()])
 
     @torch.no_grad()
     def standardize(self, scores: Tensor) -> None:

@@ -12,7 +12,7 @@ from torchmetrics.functional.regression import kendall_rank_corrcoef
 
 from nasrank.errors import ConfigError
 from nasrank.models.ensemble import ScoreEnsemble
-from nasrank.training import score_rows, train, with_member_tensors
+from nasrank.training import score_rows, train
 
 SMALL_NAR = ["model.encoder.hidden=16", "model.encoder.layers=1", "model.tier_hidden=16", "model.score_hidden=16"]
 
@@ -29,14 +29,14 @@ class Affine(nn.Module):
 
 
 def test_members_weigh_equally_whatever_their_scale() -> None:
-    x = torch.randn(50)
+    x = torch.randn(50, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     agree = ScoreEnsemble({"big": Affine(100.0, 5.0), "small": Affine(0.01, -3.0)})
     agree.standardize(agree.member_scores(x[:20]))
     expected = (x - x[:20].mean()) / x[:20].std()
-    assert torch.allclose(agree(x), expected, atol=1e-5)
+    assert torch.allclose(agree(x).double(), expected, atol=1e-5)
     opposed = ScoreEnsemble({"up": Affine(100.0, 5.0), "down": Affine(-0.01, 1.0)})
     opposed.standardize(opposed.member_scores(x[:20]))
-    assert opposed(x).abs().max() < 1e-4, "a member and its reverse cancel, however differently scaled"
+    assert opposed(x).abs().max() < 1e-5, "a member and its reverse cancel, however differently scaled"
     assert torch.equal(opposed(x[7:9]), opposed(x)[7:9]), "a row's score does not depend on the other rows"
 
 
@@ -48,22 +48,26 @@ def test_bad_ensembles_are_one_line_errors() -> None:
         ensemble.standardize(torch.zeros(3, 10))
     with pytest.raises(ConfigError, match="cannot be trained"):
         ensemble.configure_optimizers()
-
-
-def test_data_attaches_every_members_encoding(tmp_path) -> None:
-    cfg = compose_train(["model=nar", "ensemble=renas_gin", "+model@ensemble.members.cnn=renas"], tmp_path)
-    assert list(with_member_tensors(cfg).data.tensors) == ["nar", "renas"]
-    assert list(cfg.data.tensors) == ["nar"], "the caller's config is left as it was"
+    with pytest.raises(ConfigError, match=r"views \['a'\] must name exactly the members \['a', 'b'\]"):
+        ScoreEnsemble({"a": Affine(1.0, 0.0), "b": Affine(2.0, 0.0)}, views={"a": None})
 
 
 def test_ensemble_run_fits_members_apart_and_scores_as_one(tmp_path, one_thread) -> None:
     overrides = ["debug=fast", "model=nar", *SMALL_NAR, "ensemble=renas_gin", "ensemble.trainer.renas_gin.max_epochs=3",
+                 "+model@ensemble.members.cnn=renas", "+ensemble.trainer.cnn.max_epochs=2",  # a member added on the command line
                  "callbacks=default", "callbacks.progress_bar=null", "callbacks.early_stopping=null"]
     metrics, objs = train(compose_train(overrides, tmp_path))
     model, dm = objs["model"], objs["datamodule"]
-    assert isinstance(model, ScoreEnsemble) and list(model.members) == ["model", "renas_gin"]
+    assert isinstance(model, ScoreEnsemble) and list(model.members) == ["model", "renas_gin", "cnn"]
     assert objs["trainer"].current_epoch == 2  # the run's trainer fitted the run's model (debug: 2 epochs)
-    for folder in (tmp_path / "checkpoints", tmp_path / "checkpoints" / "renas_gin"):
+    # each member reads its own encoding of the same split, from the one loaded benchmark table
+    views = model.views
+    assert views["model"] is dm and [views[n].hparams.canonical_iso for n in views] == [True, False, False]
+    assert list(views["model"].hparams.tensors) == ["nar"] and list(views["cnn"].hparams.tensors) == ["renas"]
+    for view in views.values():
+        assert view.benchmark is dm.benchmark and np.array_equal(view.split.train, dm.split.train)
+        assert np.array_equal(view.split.val, dm.split.val) and np.array_equal(view.split.test, dm.split.test)
+    for folder in (tmp_path / "checkpoints", tmp_path / "checkpoints" / "renas_gin", tmp_path / "checkpoints" / "cnn"):
         names = sorted(p.name for p in folder.glob("*.ckpt"))
         assert len(names) == 2 and names[0].startswith("epoch_") and names[1] == "last.ckpt", (folder, names)
     val = dm.split.val
