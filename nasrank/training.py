@@ -119,7 +119,7 @@ def ensemble_of(cfg: DictConfig, datamodule, model: L.LightningModule, trainer: 
     of the same split (the data config resolved with the member as model: its encodings; the benchmark
     table is shared, not reloaded)."""
     load_best(trainer, model)
-    members, views = {"model": model}, {"model": datamodule}
+    members, views = {"model": model}, {"model": None}  # the run's model reads the run's batches as they are
     for name, member_model in cfg.ensemble.members.items():
         if name in members:
             raise ConfigError(f"ensemble member name {name!r} is reserved for the run's model; rename it")
@@ -136,7 +136,7 @@ def ensemble_of(cfg: DictConfig, datamodule, model: L.LightningModule, trainer: 
         members[name] = member
     ensemble = ScoreEnsemble(members, views, eval_targets=list(cfg.get("eval_targets", [])))
     rows = datamodule.split.train
-    ensemble.standardize(torch.from_numpy(np.stack([score_rows(members[n], views[n], rows) for n in members])).float())
+    ensemble.standardize(torch.from_numpy(np.stack([score_rows(members[n], views[n] or datamodule, rows) for n in members])).float())
     return ensemble
 
 

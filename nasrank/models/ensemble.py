@@ -27,7 +27,8 @@ class ScoreEnsemble(RankerModule):
     Args:
         members: fitted rankers by name (their `forward` gives scores, higher = better).
         views: per member, what turns the rows of a batch (`batch.idx`) into that member's input
-            (its datamodule, by `collate(rows)`); None: every member reads the batch as given.
+            (its datamodule, by `collate(rows)`), or None for a member that reads the batch as given
+            (the run's model, whose datamodule made the batch); no mapping: every member reads it.
         **kwargs: `eval_targets`, `ks` of `RankerModule` (no loss or optimiser: nothing is fitted here).
     """
 
@@ -44,10 +45,10 @@ class ScoreEnsemble(RankerModule):
 
     def member_scores(self, batch) -> Tensor:
         """(M, B) raw scores of every member, each on its own view of the batch's rows."""
-        if self.views is None:
-            return torch.stack([member(batch) for member in self.members.values()])
-        rows = batch.idx.cpu().numpy()
-        return torch.stack([member(self.views[name].collate(rows).to(self.device)) for name, member in self.members.items()])
+        views = self.views or {}
+        rows = batch.idx.cpu().numpy() if any(v is not None for v in views.values()) else None
+        return torch.stack([member(batch if views.get(name) is None else views[name].collate(rows).to(self.device))
+                            for name, member in self.members.items()])
 
     @torch.no_grad()
     def standardize(self, scores: Tensor) -> None:

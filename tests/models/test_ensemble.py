@@ -61,8 +61,9 @@ def test_ensemble_run_fits_members_apart_and_scores_as_one(tmp_path, one_thread)
     assert isinstance(model, ScoreEnsemble) and list(model.members) == ["model", "renas_gin", "cnn"]
     assert objs["trainer"].current_epoch == 2  # the run's trainer fitted the run's model (debug: 2 epochs)
     # each member reads its own encoding of the same split, from the one loaded benchmark table
-    views = model.views
-    assert views["model"] is dm and [views[n].hparams.canonical_iso for n in views] == [True, False, False]
+    views = {name: view or dm for name, view in model.views.items()}
+    assert model.views["model"] is None, "the run's model reads the run's batches as they are"
+    assert [views[n].hparams.canonical_iso for n in views] == [True, False, False]
     assert list(views["model"].hparams.tensors) == ["nar"] and list(views["cnn"].hparams.tensors) == ["renas"]
     for view in views.values():
         assert view.benchmark is dm.benchmark and np.array_equal(view.split.train, dm.split.train)
