@@ -10,8 +10,9 @@ from nasrank.training import summary, train
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 @cli.guard
 def main(cfg: DictConfig) -> float | None:
-    metrics, _ = train(cfg)
-    print(summary(metrics))
+    metrics, objs = train(cfg)
+    if objs["trainer"].is_global_zero:  # under DDP every rank runs this script; one table is enough
+        print(summary(metrics))
     return metrics.get(cfg.get("optimized_metric"))
 
 

@@ -115,7 +115,7 @@ def pseudo_labelled(cfg: DictConfig, datamodule):
 
 def ensemble_of(cfg: DictConfig, datamodule, model: L.LightningModule, trainer: L.Trainer) -> ScoreEnsemble:
     """The fitted model (at its best val epoch) plus each `ensemble.members` ranker, fitted one after
-    another with its own trainer, checkpoints (`checkpoints/<member>/`) and best epoch, on its own view
+    another with its own trainer, output dir (`members/<member>/`, checkpoints included) and best epoch, on its own view
     of the same split (the data config resolved with the member as model: its encodings; the benchmark
     table is shared, not reloaded)."""
     load_best(trainer, model)
@@ -126,8 +126,8 @@ def ensemble_of(cfg: DictConfig, datamodule, model: L.LightningModule, trainer: 
         member_cfg = copy.deepcopy(cfg)
         with open_dict(member_cfg):
             member_cfg.model, member_cfg.init_from = member_model, None
-            if member_cfg.get("callbacks") and member_cfg.callbacks.get("model_checkpoint"):
-                member_cfg.callbacks.model_checkpoint.dirpath = str(Path(cfg.paths.output_dir) / "checkpoints" / name)
+            # everything the member's trainer writes (its checkpoints, or Lightning's default one) stays out of the run's own
+            member_cfg.paths.output_dir = str(Path(cfg.paths.output_dir) / "members" / name)
         views[name] = view = hydra.utils.instantiate(member_cfg.data, _partial_=True)(benchmark=datamodule.benchmark)
         member = build_model(member_cfg, view)
         member_trainer = build_trainer(member_cfg, [], **cfg.ensemble.get("trainer", {}).get(name, {}))

@@ -68,7 +68,8 @@ def test_ensemble_run_fits_members_apart_and_scores_as_one(tmp_path, one_thread)
     for view in views.values():
         assert view.benchmark is dm.benchmark and np.array_equal(view.split.train, dm.split.train)
         assert np.array_equal(view.split.val, dm.split.val) and np.array_equal(view.split.test, dm.split.test)
-    for folder in (tmp_path / "checkpoints", tmp_path / "checkpoints" / "renas_gin", tmp_path / "checkpoints" / "cnn"):
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == sorted(p.name for p in (tmp_path / "checkpoints").glob("*.ckpt"))
+    for folder in (tmp_path / "checkpoints", tmp_path / "members" / "renas_gin" / "checkpoints", tmp_path / "members" / "cnn" / "checkpoints"):
         names = sorted(p.name for p in folder.glob("*.ckpt"))
         assert len(names) == 2 and names[0].startswith("epoch_") and names[1] == "last.ckpt", (folder, names)
     val = dm.split.val
