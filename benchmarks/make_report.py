@@ -135,10 +135,11 @@ NAR = Targets(  # issue #5
     "pairwise GIN fitted apart, each at its own best val epoch, scores averaged, or "
     "`self_training=pseudo_labels`: a NAR teacher labels 1,000 unlabeled cells and the reported student is fitted on both)")
 RENAS = Targets(  # issue #6
-    "ReNAS", ("renas", "renas_gin"), ("model.", "data.batch_size=", "trainer.max_epochs="),
+    "ReNAS", ("renas", "renas_gin"), ("model.", "data.batch_size=", "trainer.max_epochs=", "ensemble="),
     {"nb101": {424: 0.66, 4236: 0.82}},
     "`renas` (the CNN over the ReNAS tensor, `model=renas` with the default trainer), `renas_gin` (`model=renas_gin`: "
-    "ReNAS's pairwise objective over a GIN), and their variants with a batch size / epoch budget chosen on validation")
+    "ReNAS's pairwise objective over a GIN), their variants with a batch size / epoch budget chosen on validation, and "
+    "`renas [ensemble=renas_gin]` (the CNN and the GIN fitted apart, each at its own best val epoch, scores averaged)")
 
 
 def target_section(rows: list[dict], spec: Targets) -> list[str]:

@@ -120,6 +120,8 @@ def ensemble_of(cfg: DictConfig, datamodule, model: L.LightningModule, trainer: 
     table is shared, not reloaded)."""
     load_best(trainer, model)
     members, views = {"model": model}, {"model": None}  # the run's model reads the run's batches as they are
+    if unknown := sorted(set(cfg.ensemble.get("trainer") or {}) - set(cfg.ensemble.members)):
+        raise ConfigError(f"ensemble.trainer names {unknown}, which are not ensemble members; allowed: {sorted(cfg.ensemble.members)}")
     for name, member_model in cfg.ensemble.members.items():
         if name in members:
             raise ConfigError(f"ensemble member name {name!r} is reserved for the run's model; rename it")
