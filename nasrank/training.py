@@ -113,6 +113,17 @@ def pseudo_labelled(cfg: DictConfig, datamodule):
     return datamodule.with_pseudo_labels(lambda rows: score_rows(teacher, datamodule, rows), st.count, cfg.seed, st.get("batch_size"))
 
 
+def check_ensemble(cfg: DictConfig) -> None:
+    """Refuse an ensemble config that would fail only after the run's model has been fitted."""
+    if cfg.get("ckpt_path") or cfg.get("self_training") or not cfg.get("train", True):
+        raise ConfigError("ensemble fits every member in this run; it cannot be combined with ckpt_path, self_training or train=false")
+    names = sorted(cfg.ensemble.get("members") or {})
+    if "model" in names:
+        raise ConfigError("ensemble member name 'model' is reserved for the run's model; rename it")
+    if unknown := sorted(set(cfg.ensemble.get("trainer") or {}) - set(names)):
+        raise ConfigError(f"ensemble.trainer names {unknown}, which are not ensemble members; allowed: {names}")
+
+
 def ensemble_of(cfg: DictConfig, datamodule, model: L.LightningModule, trainer: L.Trainer) -> ScoreEnsemble:
     """The fitted model (at its best val epoch) plus each `ensemble.members` ranker, fitted one after
     another with its own trainer, output dir (`members/<member>/`, checkpoints included) and best epoch, on its own view
@@ -120,11 +131,7 @@ def ensemble_of(cfg: DictConfig, datamodule, model: L.LightningModule, trainer: 
     table is shared, not reloaded)."""
     load_best(trainer, model)
     members, views = {"model": model}, {"model": None}  # the run's model reads the run's batches as they are
-    if unknown := sorted(set(cfg.ensemble.get("trainer") or {}) - set(cfg.ensemble.members)):
-        raise ConfigError(f"ensemble.trainer names {unknown}, which are not ensemble members; allowed: {sorted(cfg.ensemble.members)}")
     for name, member_model in cfg.ensemble.members.items():
-        if name in members:
-            raise ConfigError(f"ensemble member name {name!r} is reserved for the run's model; rename it")
         member_cfg = copy.deepcopy(cfg)
         with open_dict(member_cfg):
             member_cfg.model, member_cfg.init_from = member_model, None
@@ -156,8 +163,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     if self_training and cfg.get("ckpt_path"):
         raise ConfigError("ckpt_path resumes a single fit; with self_training the teacher is refitted, so run again without ckpt_path")
     if cfg.get("ensemble"):
-        if cfg.get("ckpt_path") or self_training or not cfg.get("train", True):
-            raise ConfigError("ensemble fits every member in this run; it cannot be combined with ckpt_path, self_training or train=false")
+        check_ensemble(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = hydra.utils.instantiate(cfg.data)
     model = build_model(cfg, datamodule)  # with self_training: the student (the teacher is built later)

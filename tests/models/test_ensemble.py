@@ -79,6 +79,7 @@ def test_ensemble_run_fits_members_apart_and_scores_as_one(tmp_path, one_thread)
     train_scores = score_rows(model, dm, dm.split.train)
     assert abs(np.mean(train_scores)) < 1e-4, "members are centred on the training rows"
     for bad, message in ((["ckpt_path=last"], "cannot be combined"), (["train=false"], "cannot be combined"),
-                         (["+ensemble.trainer.gni.max_epochs=2"], r"ensemble.trainer names \['gni'\], which are not ensemble members")):
+                         (["+ensemble.trainer.gni.max_epochs=2"], r"ensemble.trainer names \['gni'\], which are not ensemble members"),
+                         (["+model@ensemble.members.model=gin"], "name 'model' is reserved")):
         with pytest.raises(ConfigError, match=message):
             train(compose_train([*overrides, *bad], tmp_path / "bad"))
