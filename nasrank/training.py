@@ -137,7 +137,9 @@ def ensemble_of(cfg: DictConfig, datamodule, model: L.LightningModule, trainer: 
             member_cfg.model, member_cfg.init_from = member_model, None
             # everything the member's trainer writes (its checkpoints, or Lightning's default one) stays out of the run's own
             member_cfg.paths.output_dir = str(Path(cfg.paths.output_dir) / "members" / name)
-        views[name] = view = hydra.utils.instantiate(member_cfg.data, _partial_=True)(benchmark=datamodule.benchmark)
+        same = OmegaConf.to_container(member_cfg.data, resolve=True) == OmegaConf.to_container(cfg.data, resolve=True)
+        view = datamodule if same else hydra.utils.instantiate(member_cfg.data, _partial_=True)(benchmark=datamodule.benchmark)
+        views[name] = None if same else view  # a member encoded like the run's model reads the run's batches as they are
         member = build_model(member_cfg, view)
         member_trainer = build_trainer(member_cfg, [], **cfg.ensemble.get("trainer", {}).get(name, {}))
         member_trainer.fit(member, datamodule=view)
