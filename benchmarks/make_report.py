@@ -132,14 +132,16 @@ NAR = Targets(  # issue #5
     "stopping), `nar` (`model=nar` with the default trainer: 100 epochs, early stopping on val), `nar_gin` (NAR with "
     "the GIN encoder), `nar_mixed` (NAR transformer and GIN nets trained together, `model=nar_mixed`), other NAR "
     "variants where run (e.g. an ensemble of 3, batch 16 for small training sets, `ensemble=renas_gin`: NAR and a "
-    "pairwise GIN fitted apart, each at its own best val epoch, scores averaged, or "
+    "pairwise GIN fitted apart, each at its own best val epoch, scores averaged, `ensemble=renas_dgin`: the same with "
+    "the directed 5-layer GIN of `model=renas_dgin`, or "
     "`self_training=pseudo_labels`: a NAR teacher labels 1,000 unlabeled cells and the reported student is fitted on both)")
 RENAS = Targets(  # issue #6
-    "ReNAS", ("renas", "renas_gin"), ("model.", "data.batch_size=", "trainer.max_epochs=", "ensemble="),
+    "ReNAS", ("renas", "renas_gin", "renas_dgin"), ("model.", "data.batch_size=", "trainer.max_epochs=", "ensemble="),
     {"nb101": {424: 0.66, 4236: 0.82}},
     "`renas` (the CNN over the ReNAS tensor, `model=renas` with the default trainer), `renas_gin` (`model=renas_gin`: "
-    "ReNAS's pairwise objective over a GIN), their variants with a batch size / epoch budget chosen on validation, and "
-    "`renas [ensemble=renas_gin]` (the CNN and the GIN fitted apart, each at its own best val epoch, scores averaged)")
+    "ReNAS's pairwise objective over a GIN), `renas_dgin` (`model=renas_dgin`: the same over a directed 5-layer GIN), "
+    "their variants with a batch size / epoch budget chosen on validation, and `renas [ensemble=...]` (the CNN and "
+    "the GIN(s) fitted apart, each at its own best val epoch, scores averaged)")
 
 
 def target_section(rows: list[dict], spec: Targets) -> list[str]:

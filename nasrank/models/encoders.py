@@ -9,7 +9,7 @@ import inspect
 
 import torch
 from torch import nn
-from torch_geometric.nn import GINConv, global_add_pool, global_mean_pool
+from torch_geometric.nn import DirGNNConv, GINConv, global_add_pool, global_mean_pool
 from torch_geometric.utils import to_dense_batch
 
 
@@ -41,19 +41,26 @@ class FlatMLPEncoder(nn.Module):
 
 
 class GINEncoder(nn.Module):
-    """GIN over the node-op DAG, with sum + mean readout of every layer (jumping knowledge)."""
+    """GIN over the node-op DAG, with sum + mean readout of every layer (jumping knowledge).
 
-    def __init__(self, in_dim: int, hidden: int = 64, layers: int = 3, dropout: float = 0.0) -> None:
+    Messages flow both ways, since a cell's quality depends on what feeds a node and what it feeds.
+    `directed=True` gives the two directions their own weights (PyG's `DirGNNConv`: one GIN over
+    predecessors, one over successors, averaged), so an op that feeds a conv and one fed by it are told apart.
+    """
+
+    def __init__(self, in_dim: int, hidden: int = 64, layers: int = 3, dropout: float = 0.0, directed: bool = False) -> None:
         super().__init__()
         dims = [in_dim] + [hidden] * layers
-        self.convs = nn.ModuleList(GINConv(mlp([a, b, b]), train_eps=True) for a, b in zip(dims[:-1], dims[1:]))
+        convs = [GINConv(mlp([a, b, b]), train_eps=True) for a, b in zip(dims[:-1], dims[1:])]
+        # GINConv has no in/out_channels for DirGNNConv's root linear; GIN's own (1 + eps) x term plays that part
+        self.convs = nn.ModuleList(DirGNNConv(c, root_weight=False) for c in convs) if directed else nn.ModuleList(convs)
+        self.directed = directed
         self.dropout = nn.Dropout(dropout)
         self.out_dim = 2 * hidden * layers
 
     def forward(self, batch) -> torch.Tensor:
         h, reads = batch.x, []
-        # message passing both ways: a cell's quality depends on what feeds a node and what it feeds
-        edge_index = torch.cat([batch.edge_index, batch.edge_index.flip(0)], 1)
+        edge_index = batch.edge_index if self.directed else torch.cat([batch.edge_index, batch.edge_index.flip(0)], 1)
         for conv in self.convs:
             h = self.dropout(torch.relu(conv(h, edge_index)))
             reads += [global_add_pool(h, batch.batch, batch.num_graphs), global_mean_pool(h, batch.batch, batch.num_graphs)]
