@@ -125,8 +125,10 @@ class Targets:
 
 
 BASELINE_METHODS = ("mlp_ensemble", "gbdt", "gin_regressor", "mlp_regressor")
+#: An ensemble config and the members / member trainers added to it on the command line.
+ENSEMBLE_PREFIXES = ("ensemble=", "+model@ensemble.members.", "+ensemble.trainer.")
 NAR = Targets(  # issue #5
-    "NAR", ("nar", "nar_recipe", "nar_gin", "nar_mixed"), ("model.", "data.batch_size=", "self_training=", "ensemble="),
+    "NAR", ("nar", "nar_recipe", "nar_gin", "nar_mixed"), ("model.", "data.batch_size=", "self_training=", *ENSEMBLE_PREFIXES),
     {"nb201": {78: 0.64, 156: 0.72, 469: 0.80, 781: 0.83, 1563: 0.87}, "nb101": {424: 0.75, 4236: 0.85}},
     "`nar_recipe` (the paper's recipe from `conf/experiment/nar_<benchmark>.yaml`: a fixed step budget, no early "
     "stopping), `nar` (`model=nar` with the default trainer: 100 epochs, early stopping on val), `nar_gin` (NAR with "
@@ -136,7 +138,7 @@ NAR = Targets(  # issue #5
     "the directed 5-layer GIN of `model=renas_dgin`, or "
     "`self_training=pseudo_labels`: a NAR teacher labels 1,000 unlabeled cells and the reported student is fitted on both)")
 RENAS = Targets(  # issue #6
-    "ReNAS", ("renas", "renas_gin", "renas_dgin"), ("model.", "data.batch_size=", "trainer.max_epochs=", "ensemble="),
+    "ReNAS", ("renas", "renas_gin", "renas_dgin"), ("model.", "data.batch_size=", "trainer.max_epochs=", *ENSEMBLE_PREFIXES),
     {"nb101": {424: 0.66, 4236: 0.82}},
     "`renas` (the CNN over the ReNAS tensor, `model=renas` with the default trainer), `renas_gin` (`model=renas_gin`: "
     "ReNAS's pairwise objective over a GIN), `renas_dgin` (`model=renas_dgin`: the same over a directed 5-layer GIN), "
