@@ -4,7 +4,9 @@ Measures, in one process with `--threads` torch threads (2 = this project's refe
 - fit time of `python train.py experiment=nar_nb201_cifar10` (1,000 cells, 440 steps = 55 epochs);
 - time to score all 15,625 NB201 cells with that NAR;
 - time to score all 423,624 NB101 cells with NAR (`experiment=nar_nb101`) and ReNAS
-  (`experiment=renas_nb101`), each after one training step (scoring cost does not depend on the weights);
+  (`experiment=renas_nb101`), each after one training step (scoring cost does not depend on the weights),
+  and with the NB101 ensembles chosen on validation in BENCHMARKS.md (NAR x3 + directed GIN at 424 cells;
+  ReNAS CNN + 3 directed GINs at 4,236), every member after one step;
 - wall time of `python search.py sampler=<nar_tier|topk> data=nb201_cifar100 budget=150 seed=0` (in process);
 - the process's peak RSS.
 Writes `benchmarks/results/speed.json` and `speed.md` (included by make_report.py).
@@ -33,6 +35,7 @@ from nasrank.training import score_rows, train
 from ranking import LIGHTNING_OVERRIDES, RESULTS
 
 TARGETS = {"nar_nb201_fit_s": 60.0, "nar_nb201_score_s": 2.0, "nar_nb101_score_s": 60.0, "renas_nb101_score_s": 60.0,
+           "nar_ensemble_nb101_score_s": 60.0, "renas_ensemble_nb101_score_s": 60.0,
            "search_nar_tier_s": 120.0, "search_topk_s": 120.0, "peak_rss_gib": 4.0}
 
 
@@ -69,8 +72,13 @@ def main(argv: list[str] | None = None) -> int:
         fit, score201 = timed_run(["experiment=nar_nb201_cifar10"], f"{tmp}/a")
         _, score101 = timed_run(["experiment=nar_nb101", *one_step], f"{tmp}/b")
         _, renas101 = timed_run(["experiment=renas_nb101", "trainer.max_epochs=1", "callbacks.model_checkpoint=null"], f"{tmp}/c")
+        nb101 = ["data=nb101_cifar10", "data.n_val=256", "++trainer.max_steps=1", "callbacks.model_checkpoint=null", "callbacks.early_stopping=null"]
+        _, nar_ens = timed_run(["model=nar", *nb101, "data.n_train=424", "data.batch_size=32", "model.members=3", "ensemble=renas_dgin"], f"{tmp}/d")
+        _, renas_ens = timed_run(["model=renas", *nb101, "data.n_train=4236", "ensemble=renas_dgin",
+                                  *(f"+model@ensemble.members.dgin{i}=renas_dgin" for i in (2, 3))], f"{tmp}/e")
         searches = {f"search_{s}_s": timed_search(s, f"{tmp}/{s}") for s in ("nar_tier", "topk")}
-    result = {"nar_nb201_fit_s": fit, "nar_nb201_score_s": score201, "nar_nb101_score_s": score101, "renas_nb101_score_s": renas101, **searches,
+    result = {"nar_nb201_fit_s": fit, "nar_nb201_score_s": score201, "nar_nb101_score_s": score101, "renas_nb101_score_s": renas101,
+              "nar_ensemble_nb101_score_s": nar_ens, "renas_ensemble_nb101_score_s": renas_ens, **searches,
               "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "threads": args.threads,
               "machine": f"{platform.machine()}, {os.cpu_count()} cores", "load_avg_1min": round(os.getloadavg()[0], 2),
               "date": time.strftime("%Y-%m-%d %H:%M")}
@@ -80,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
              "| measurement | seconds / GiB | target | met |", "|---|---|---|---|"]
     names = {"nar_nb201_fit_s": "NAR fit, NB201 recipe (1,000 cells, 440 steps)", "nar_nb201_score_s": "NAR scores all 15,625 NB201 cells",
              "nar_nb101_score_s": "NAR scores all 423,624 NB101 cells", "renas_nb101_score_s": "ReNAS scores all 423,624 NB101 cells",
+             "nar_ensemble_nb101_score_s": "NAR x3 + directed GIN (`ensemble=renas_dgin`) score all 423,624 NB101 cells",
+             "renas_ensemble_nb101_score_s": "ReNAS CNN + 3 directed GINs score all 423,624 NB101 cells",
              "search_nar_tier_s": "search.py sampler=nar_tier data=nb201_cifar100 budget=150",
              "search_topk_s": "search.py sampler=topk data=nb201_cifar100 budget=150",
              "peak_rss_gib": "peak RSS of the whole run (GiB)"}
