@@ -126,7 +126,7 @@ def test_fast_hydra_train_with_cnn_and_gin(encoder, tmp_path) -> None:
     assert (getattr(objs["datamodule"].collate(objs["datamodule"].split.train[:2]), "tensor", None) is None) == (encoder != "cnn")
     assert isinstance(model.encoder, ReNASCNNEncoder if encoder == "cnn" else GINEncoder)
     if encoder != "cnn":  # renas_dgin: DirGNNConv layers, one GIN per edge direction, 5 of them
-        assert [type(c).__name__ for c in model.encoder.convs] == ["DirGNNConv"] * 5 if encoder == "dgin" else ["GINConv"] * 3
+        assert [type(c).__name__ for c in model.encoder.convs] == (["DirGNNConv"] * 5 if encoder == "dgin" else ["GINConv"] * 3)
     assert isinstance(model.loss_fn, PairwiseLogistic)
     assert -1 <= metrics["test/ktau"] <= 1 and np.isfinite(metrics["val/ktau"])
     if encoder == "cnn":  # fitted on the 64 training cells at fit start, so not the identity any more
