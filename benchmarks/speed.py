@@ -67,12 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    one_step = ["trainer.max_steps=1", "callbacks.model_checkpoint=null"]
+    one_step = ["++trainer.max_steps=1", "callbacks.model_checkpoint=null"]  # ++: the default trainer has no max_steps key
     with tempfile.TemporaryDirectory(prefix="nasrank-speed-") as tmp:
         fit, score201 = timed_run(["experiment=nar_nb201_cifar10"], f"{tmp}/a")
         _, score101 = timed_run(["experiment=nar_nb101", *one_step], f"{tmp}/b")
         _, renas101 = timed_run(["experiment=renas_nb101", "trainer.max_epochs=1", "callbacks.model_checkpoint=null"], f"{tmp}/c")
-        nb101 = ["data=nb101_cifar10", "data.n_val=256", "++trainer.max_steps=1", "callbacks.model_checkpoint=null", "callbacks.early_stopping=null"]
+        nb101 = ["data=nb101_cifar10", "data.n_val=256", *one_step, "callbacks.early_stopping=null"]  # no val epoch, nothing to stop on
         _, nar_ens = timed_run(["model=nar", *nb101, "data.n_train=424", "data.batch_size=32", "model.members=3", "ensemble=renas_dgin"], f"{tmp}/d")
         _, renas_ens = timed_run(["model=renas", *nb101, "data.n_train=4236", "ensemble=renas_dgin",
                                   *(f"+model@ensemble.members.dgin{i}=renas_dgin" for i in (2, 3))], f"{tmp}/e")
