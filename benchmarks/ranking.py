@@ -50,13 +50,11 @@ from parallel import run_forked
 RESULTS = REPO_ROOT / "benchmarks" / "results" / "ranking.jsonl"
 NB201 = ["nb201_cifar10", "nb201_cifar100", "nb201_imagenet16"]
 NB201_SIZES = [78, 156, 469, 781, 1563]  # 0.5 / 1 / 3 / 5 / 10 % of the 15,625 cells
-#: Swap a model's encoder for the GIN (replaced, not merged: the token encoder's keys must go) and skip the tensors.
-GIN = ["~model.encoder", "+model.encoder={_target_:nasrank.models.encoders.GINEncoder,_partial_:true}", "model.tensors=[]"]
 #: Hydra methods that are not simply `model=<name>`.
 METHODS: dict[str, list[str]] = {
     "gin_regressor": ["model=gin"],
     "mlp_regressor": ["model=mlp"],
-    "nar_gin": ["model=nar", *GIN],
+    "nar_gin": ["model=nar", "model/encoder=gin"],
     "renas_gin": ["model=renas_gin"],
 }
 NAR_GRID_METHODS = ["nar_recipe", "nar", "nar_paper", "nar_gin", "renas", "renas_gin", "gin_regressor", "mlp_regressor", "mlp_ensemble", "gbdt"]

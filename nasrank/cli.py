@@ -25,6 +25,16 @@ T = TypeVar("T")
 OmegaConf.register_new_resolver("repo_root", lambda: str(REPO_ROOT), replace=True)
 
 
+def _encoder_reads(target: str) -> list[str]:
+    """`model.tensors` of the model configs: the encodings their encoder reads (imported only when resolved)."""
+    from nasrank.models.encoders import reads
+
+    return reads(target)
+
+
+OmegaConf.register_new_resolver("encoder_reads", _encoder_reads, replace=True)
+
+
 def _sweep_group() -> str | None:
     """W&B group of a job: its multirun sweep (so a sweep's runs sit together), none for single runs."""
     from hydra.types import RunMode
@@ -43,7 +53,7 @@ OmegaConf.register_new_resolver("wandb_offline", lambda: os.environ.get("WANDB_M
 
 def _options(group: str) -> list[str]:
     folder = CONF_DIR / group
-    return sorted(str(p.relative_to(folder).with_suffix("")) for p in folder.rglob("*.yaml"))
+    return sorted(p.stem for p in folder.glob("*.yaml"))  # a sub-folder is a group of its own (model/encoder)
 
 
 def check_group_overrides(argv: list[str]) -> str | None:

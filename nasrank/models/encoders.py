@@ -1,16 +1,22 @@
 """Graph encoders shared by every ranker: each maps a PyG batch to one embedding per graph.
 
 They read only `x`, `edge_index` and `batch`, so one encoder config serves every space and model.
+Encoders that read more (NAR's node tokens, ReNAS's tensor) name those encodings in a class
+attribute `reads`; `conf/model/encoder/` holds one option per encoder.
 """
 
 from __future__ import annotations
 
 import inspect
+from typing import Sequence
 
 import torch
+from hydra.utils import get_class
 from torch import nn
 from torch_geometric.nn import DirGNNConv, GINConv, global_add_pool, global_mean_pool
 from torch_geometric.utils import to_dense_batch
+
+from nasrank.errors import ConfigError
 
 
 def mlp(sizes: list[int], dropout: float = 0.0, final_act: bool = False) -> nn.Sequential:
@@ -77,3 +83,29 @@ def build(factory, data_info: dict) -> nn.Module:
     given = getattr(factory, "keywords", {})
     wanted = inspect.signature(func).parameters
     return factory(**{k: v for k, v in data_info.items() if k in wanted and k not in given})
+
+
+def reads(target: str) -> list[str]:
+    """The encodings (`model.tensors`) that the encoder class at `target` reads beside the graph.
+
+    Model configs set `tensors: ${encoder_reads:${.encoder._target_}}`, so choosing an encoder
+    (`model/encoder=gin`) also drops the NAR tokens or ReNAS tensors nothing would read: the
+    datamodule builds them for every cell of the space (423,624 on NB101).
+    """
+    return list(getattr(get_class(target), "reads", ()))
+
+
+def check_reads(factory, tensors: Sequence[str] | None) -> None:
+    """One clear line when a hand-set `model.tensors` leaves out an encoding the encoder reads
+    (None: not declared, as when a module is built in Python around data that has what it needs).
+
+    Checked on the factory, before `build`: without the encoding, the sizes it needs are missing
+    from `data_info` and the constructor would fail with a bare TypeError.
+    """
+    if tensors is None:
+        return
+    cls = getattr(factory, "func", factory)
+    missing = [t for t in getattr(cls, "reads", ()) if t not in tensors]
+    if missing:
+        raise ConfigError(f"{cls.__name__} reads the {missing[0]!r} encoding; "
+                          f"model.tensors must include {missing[0]!r} (model.tensors=[{missing[0]}]), got {list(tensors)}")

@@ -133,7 +133,8 @@ class NARModule(RankerModule):
             ((B, L, D) token embeddings, (B, L) padding mask); graph encoders (`GINEncoder`, ...)
             return (B, D), treated as a single token.
         data_info: the datamodule's sizes (`num_tiers`, `token_dim`, `max_nodes`, `in_dim`, ...).
-        tensors: the encodings the data config attaches (`model.tensors`); token encoders need "nar".
+        tensors: the encodings the data config attaches (`model.tensors`), checked against what the encoders read
+            (None: unchecked).
         members: ensemble size per encoder.
         extra_encoders: more encoder partials by name (Hydra: a mapping), each adding `members` nets
             with their own heads next to those of `encoder`.
@@ -148,7 +149,7 @@ class NARModule(RankerModule):
             rank_weight · `loss`(scores) (λ = rank_weight: 9 on NB101, 1 on NB201 in the paper).
     """
 
-    def __init__(self, encoder: Callable[..., nn.Module], data_info: dict, tensors: Sequence[str] = ("nar",), members: int = 1,
+    def __init__(self, encoder: Callable[..., nn.Module], data_info: dict, tensors: Sequence[str] | None = None, members: int = 1,
                  extra_encoders: Mapping[str, Callable[..., nn.Module]] | None = None,
                  decoder_layers: int = 6, decoder_heads: int = 4, decoder_query: str = "tiers", tier_hidden: int = 256,
                  score_hidden: int = 1024, readout: str = "flatten", scale_logits: bool = True, dropout: float = 0.1,
@@ -160,12 +161,11 @@ class NARModule(RankerModule):
             raise ConfigError(f"members={members}; allowed: ≥ 1")
         k = int(data_info["num_tiers"])
         factories = [encoder, *(extra_encoders or {}).values()]
+        for factory in factories:
+            encoders.check_reads(factory, tensors)
         self.nets = nn.ModuleList(
             NARNet(encoders.build(factory, data_info), k, decoder_layers, decoder_heads, decoder_query, tier_hidden,
                    score_hidden, readout, scale_logits, dropout) for factory in factories for _ in range(members))
-        token_nets = [net for net in self.nets if hasattr(net.encoder, "num_tokens")]
-        if token_nets and "nar" not in tensors:
-            raise ConfigError(f"{type(token_nets[0].encoder).__name__} reads NAR node tokens; model.tensors must include 'nar', got {list(tensors)}")
         self.tier_confusion = MulticlassConfusionMatrix(num_classes=k)
         #: (k, k) confusion matrix (rows: true tier, columns: predicted) of the last test run
         self.test_tier_confusion: Tensor | None = None

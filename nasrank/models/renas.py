@@ -8,12 +8,12 @@ std of the training split (sklearn's `StandardScaler` there): the FLOPs/params m
 different scales per cell, and without it the CNN mostly sees the type matrix.
 
 The CNN is an encoder like those of `nasrank.models.encoders`, so the same module also runs a GIN
-over the PyG graph (`model.encoder._target_=nasrank.models.encoders.GINEncoder`) for ablations.
+over the PyG graph (`model/encoder=gin`, as `model=renas_gin` does) for ablations.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -37,6 +37,8 @@ class ReNASCNNEncoder(nn.Module):
         standardize: standardise every tensor element with training-split statistics
             (`fit_inputs`); until fitted, the statistics are the identity (mean 0, std 1).
     """
+
+    reads = ("renas",)  # batch.tensor
 
     def __init__(self, channels: int | None = None, max_nodes: int = 7, conv_channels: Sequence[int] = (38, 128),
                  fc: Sequence[int] = (120, 84), standardize: bool = True) -> None:
@@ -80,26 +82,7 @@ class ReNASCNNEncoder(nn.Module):
 class RenasModule(RegressorModule):
     """ReNAS predictor: an encoder (the CNN by default) + linear head, ranked by a pairwise loss.
 
-    Args:
-        encoder: partial encoder factory (`ReNASCNNEncoder`, or any of `nasrank.models.encoders`).
-        data_info: the datamodule's sizes.
-        tensors: the encodings this model reads (the CNN needs ``"renas"``). Declared here because the
-            data config attaches what ``model.tensors`` lists; the module reads them via its encoder.
-        **kwargs: loss, optimizer, scheduler, ... of `RankerModule`.
+    The body is `RegressorModule`'s (which also fits the CNN's input standardisation); what makes it
+    ReNAS is its config: the CNN over the ReNAS tensor (`model/encoder=renas_cnn`) and the pairwise
+    logistic loss (`conf/model/renas.yaml`).
     """
-
-    def __init__(self, encoder: Callable[..., nn.Module], data_info: dict, tensors: Sequence[str] = ("renas",),
-                 **kwargs) -> None:
-        super().__init__(encoder=encoder, data_info=data_info, **kwargs)
-
-    def on_fit_start(self) -> None:
-        """Fit the encoder's input standardisation on the whole training split (every rank reads
-        the full split from the datamodule, so all ranks agree without communication)."""
-        if not getattr(self.encoder, "standardize", False):
-            return
-        datamodule = self.trainer.datamodule
-        if datamodule is None:
-            raise ConfigError("ReNAS input standardisation needs a datamodule; pass one to fit() "
-                              "or set model.encoder.standardize=false")
-        tensors = torch.cat([batch.tensor for batch in datamodule.train_dataloader()])
-        self.encoder.fit_inputs(tensors.to(self.device))

@@ -42,6 +42,8 @@ class TokenTransformer(nn.Module):
         norm_first: pre-norm layers (NAR: post-norm, False); pre-norm trains more easily from few samples.
     """
 
+    reads = ("nar",)  # batch.tokens
+
     def __init__(self, token_dim: int, max_nodes: int, hidden: int = 256, layers: int = 6, heads: int = 4,
                  ffn_mult: int = 4, dropout: float = 0.1, positional: str = "sinusoid", norm_first: bool = False) -> None:
         super().__init__()

@@ -233,8 +233,9 @@ def test_debug_fast_train_with_each_encoder(encoder: str, tmp_path, monkeypatch)
     model_name = "nar_mixed" if encoder == "mixed" else "nar"
     overrides = ["debug=fast", f"model={model_name}", "data=analognas_cifar10", "data.eval_batch_size=512", *SMALL]
     if encoder == "gin":
-        overrides.append("model.encoder._target_=nasrank.models.encoders.GINEncoder")
+        overrides.append("model/encoder=gin")
     cfg = compose_train(overrides, tmp_path)
+    assert list(cfg.data.tensors) == ([] if encoder == "gin" else ["nar"])  # no NAR tokens built for a GIN alone
     metrics, objs = train(cfg)
     model = objs["model"]
     assert -1 <= metrics["test/ktau"] <= 1 and 0 <= metrics["test/tier_acc"] <= 1 and "val/ktau" in metrics
