@@ -18,7 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from nasrank.benchmarks.paths import REPO_ROOT
-from nasrank.errors import NasrankError
+from nasrank.errors import ConfigError, NasrankError
 
 CONF_DIR = REPO_ROOT / "conf"
 T = TypeVar("T")
@@ -143,3 +143,20 @@ def run(main: Callable[[], object], config_name: str) -> None:
     if msg := check_group_overrides(argv) or check_compose(config_name, argv):
         fail(msg)
     main()
+
+
+def compose_config(config_name: str, overrides: list[str], output_dir: str | Path) -> DictConfig:
+    """The config `<config_name>.py` would run with these overrides, writing under `output_dir`, for
+    callers that run a pipeline from Python (no Hydra run context: `${hydra:...}` is resolved here)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import open_dict
+
+    if msg := check_group_overrides(overrides):
+        raise ConfigError(msg)
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(Path(output_dir).resolve())
+        cfg.hydra.runtime.output_dir = cfg.paths.output_dir
+        del cfg["hydra"]
+    return cfg

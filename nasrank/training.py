@@ -20,10 +20,14 @@ import torch
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from nasrank.artifact import FILENAME, Member
 from nasrank.benchmarks.cache import write_atomic
 from nasrank.callbacks import TestMediaLogger
+from nasrank.encodings.archs import representatives
 from nasrank.errors import ConfigError, check_at_least
 from nasrank.models.ensemble import ScoreEnsemble
+from nasrank.models.ranker import score_batches
+from nasrank.ranker import Ranker
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +69,7 @@ def check_checkpoint(path: str, model: L.LightningModule) -> dict:
 def score_rows(model: L.LightningModule, datamodule, rows: np.ndarray | None = None) -> np.ndarray:
     """The model's scores (float64, higher = better) of these benchmark rows (default: all of them)."""
     rows = np.arange(len(datamodule.benchmark)) if rows is None else np.asarray(rows)
-    model.eval()
-    with torch.inference_mode():
-        return torch.cat([model(b.to(model.device)).flatten().cpu() for b in datamodule.rows_loader(rows)]).double().numpy()
+    return score_batches(model, datamodule.rows_loader(rows))[0]
 
 
 def load_best(trainer: L.Trainer, model: L.LightningModule) -> str:
@@ -151,13 +153,32 @@ def ensemble_of(cfg: DictConfig, datamodule, model: L.LightningModule, trainer: 
     return ensemble
 
 
+def ranker_of(cfg: DictConfig, datamodule, model: L.LightningModule) -> Ranker:
+    """The fitted `model` (one module, or a `ScoreEnsemble`) as a `Ranker` that scores any cell of the space:
+    each member with its resolved config, input sizes and encoding, plus what the encodings need."""
+    if isinstance(model, ScoreEnsemble):
+        views = model.views or {}
+        parts = [(name, module, cfg.model if name == "model" else cfg.ensemble.members[name], views.get(name) or datamodule)
+                 for name, module in model.members.items()]
+        stats = (model.score_mean, model.score_std)
+    else:
+        parts, stats = [("model", model, cfg.model, datamodule)], None
+    members = [Member(name, module, OmegaConf.to_container(conf, resolve=True), dm.data_info(), dm.encoding)
+               for name, module, conf, dm in parts]
+    canonical = any(m.encoding.canonical_iso for m in members)
+    meta = dict(target=datamodule.hparams.target, y_mean=datamodule.y_mean, y_std=datamodule.y_std, seed=int(cfg.seed),
+                benchmark=datamodule.benchmark.name, n_train=len(datamodule.split.train), members=[m.name for m in members])
+    return Ranker(members, stats, representatives(datamodule.benchmark.archs) if canonical else [], meta)
+
+
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Fit and test one ranker; returns (metrics, objects) so callers can inspect what ran.
 
     With `self_training` set, a teacher is fitted first and the returned model is the student fitted on
     the labelled split plus the teacher's pseudo-labelled cells (see `ArchRankDataModule.with_pseudo_labels`).
     With `ensemble` set, the members are fitted after the model and the returned model is their
-    `ScoreEnsemble`, validated and tested as one ranker.
+    `ScoreEnsemble`, validated and tested as one ranker.  A trained run leaves its ranker as one
+    artifact, `<output_dir>/ranker.pt` (`nasrank.Ranker.load`).
     """
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int):
         raise ConfigError(f"seed must be an integer, got {cfg.seed!r}")
@@ -193,6 +214,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
                 metrics["time/fit_s"] = time.perf_counter() - start
                 trainer.validate(model, datamodule=datamodule, verbose=False)
                 metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")})
+            else:
+                load_best(trainer, model)  # the artifact holds the weights the test scores (the best val epoch)
+            if trainer.is_global_zero:
+                ranker_of(cfg, datamodule, model).save(Path(cfg.paths.output_dir) / FILENAME)
         if cfg.get("test"):
             trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
             metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("test/", "transfer/"))})

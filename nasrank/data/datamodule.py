@@ -1,8 +1,9 @@
 """`ArchRankDataModule`: one benchmark, one target, seeded splits, PyG batches for every model.
 
-Batches are assembled from the benchmark's stacked dense graphs (see `nasrank.encodings.graph`), so
-the same batch type feeds the GIN/MLP encoders (`x`, `edge_index`), the NAR transformer
-(`tokens`) and the ReNAS CNN (`tensor`), and scoring a 423k-cell space needs no per-cell objects.
+The label-free encoding (`nasrank.encodings.archs`, shared with search and a loaded `Ranker`) stacks
+the benchmark's cells once; each batch is a slice of it plus targets and tiers, so the same batch type
+feeds the GIN/MLP encoders (`x`, `edge_index`), the NAR transformer (`tokens`) and the ReNAS CNN
+(`tensor`), and scoring a 423k-cell space needs no per-cell objects.
 """
 
 from __future__ import annotations
@@ -16,15 +17,14 @@ import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
+from torch_geometric.data import Batch
 
 from nasrank.benchmarks.benchmark import Benchmark
 from nasrank.data.splits import Split, assign_tiers, make_split, tier_thresholds
-from nasrank.encodings.cost import SPACES_WITH_COSTS, CostScale, node_cost_scale, node_costs
-from nasrank.encodings.graph import DenseGraphs, dense_graphs, to_batch
-from nasrank.encodings.tensor import nar_tokens, renas_tensor
-from nasrank.errors import ConfigError, CorruptDataError, check_at_least
 
-TENSORS = ("renas", "nar")
+from nasrank.encodings.archs import EncodedArchs, EncodingSpec, stack_table
+from nasrank.encodings.graph import DenseGraphs
+from nasrank.errors import CorruptDataError, check_at_least
 
 
 class EpochSeededSampler(Sampler[int]):
@@ -78,9 +78,7 @@ class ArchRankDataModule(L.LightningDataModule):
         self.extra_values = np.stack([self.benchmark.target(t) for t in eval_targets], 1) if eval_targets else None
         if not np.isfinite(self.values).all():
             raise CorruptDataError(f"target {target!r} of {self.benchmark.name} has {int((~np.isfinite(self.values)).sum())} NaN/inf values")
-        unknown = [t for t in tensors if t not in TENSORS]
-        if unknown:
-            raise ConfigError(f"unknown tensor encoding(s) {unknown}; allowed: {', '.join(TENSORS)}")
+        self.encoding  # an unknown tensor encoding is refused here, before any split is drawn
         iso = self.benchmark.iso_keys() if dedup_iso else None
         self.split: Split = make_split(len(self.benchmark), n_train, n_val, split_seed, iso)
         train_values = self.values[self.split.train]
@@ -88,90 +86,54 @@ class ArchRankDataModule(L.LightningDataModule):
         self.thresholds = tier_thresholds(train_values, num_tiers)
         self.tiers = assign_tiers(self.values, self.thresholds)
 
+    @cached_property
+    def encoding(self) -> EncodingSpec:
+        """How this datamodule's model reads a cell: what a saved ranker needs to encode any cell alike."""
+        h = self.hparams
+        return EncodingSpec(self.benchmark.space.name, tuple(h.tensors), h.node_costs,
+                            h.cost_dataset or h.target.split("/")[0], h.canonical_iso)
+
+    @cached_property
+    def _stacked(self) -> tuple[DenseGraphs, EncodedArchs, np.ndarray]:
+        return stack_table(self.benchmark.archs, self.encoding)
+
     @property
-    def num_ops(self) -> int:
-        return len(self.benchmark.space.node_ops)
+    def graphs(self) -> DenseGraphs:
+        """Dense graphs of the benchmark's cells as stored (search computes cell costs from them)."""
+        return self._stacked[0]
+
+    @property
+    def encoded(self) -> EncodedArchs:
+        """The label-free encoding of every row (`collate` adds the labels)."""
+        return self._stacked[1]
+
+    @property
+    def encoded_rows(self) -> np.ndarray:
+        """Row whose graph encodes each row: itself, or its isomorphism class's first row (`canonical_iso`)."""
+        return self._stacked[2]
+
+    @property
+    def encoded_graphs(self) -> DenseGraphs:
+        """The graph each row is encoded by (`graphs` itself unless `canonical_iso`), for table baselines."""
+        return self.encoded.graphs
 
     @property
     def num_node_features(self) -> int:
-        return self.num_ops + (2 if self.hparams.node_costs else 0)
+        return self.encoded.num_node_features
 
     def data_info(self) -> dict:
         """Sizes models need to build themselves (read off a real collated batch, so they always agree)."""
-        sample = self.collate(self.split.train[:2])
-        info = dict(in_dim=self.num_node_features, num_ops=self.num_ops, max_nodes=self.benchmark.space.max_nodes,
-                    num_tiers=self.hparams.num_tiers, space=self.benchmark.space.name)
-        if "tensor" in sample:
-            info["channels"] = sample.tensor.shape[1]
-        if "tokens" in sample:
-            info["token_dim"] = sample.tokens.shape[-1]
-        return info
+        return self.encoded.data_info(self.hparams.num_tiers)
 
-    @cached_property
-    def graphs(self) -> DenseGraphs:
-        return dense_graphs(self.benchmark.archs, self.benchmark.space)
-
-    @cached_property
-    def encoded_rows(self) -> np.ndarray:
-        """Row whose graph encodes each row: itself, or its isomorphism class's first row (`canonical_iso`)."""
-        if not self.hparams.canonical_iso:
-            return np.arange(len(self.benchmark), dtype=np.int64)
-        first: dict = {}
-        return np.asarray([first.setdefault(key, i) for i, key in enumerate(self.benchmark.iso_keys())], dtype=np.int64)
-
-    @cached_property
-    def encoded_graphs(self) -> DenseGraphs:
-        """The graph each row is encoded by (`graphs` itself unless `canonical_iso`), for table baselines."""
-        if not self.hparams.canonical_iso:
-            return self.graphs
-        return DenseGraphs(self.graphs.ops[self.encoded_rows], self.graphs.adj[self.encoded_rows])
-
-    @cached_property
-    def cost_dataset(self) -> str:
-        return self.hparams.cost_dataset or self.hparams.target.split("/")[0]
-
-    @cached_property
-    def node_cost_arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per-cell, per-node (MFLOPs, M params), each (N, cells, M); zeros where the space has no
-        analytic cost model (NAS-Bench-Graph), so every model sees the same feature layout."""
-        g = self.graphs
-        if self.benchmark.space.name not in SPACES_WITH_COSTS:
-            zeros = np.zeros((len(g.ops), 1, g.ops.shape[1]), dtype=np.float32)
-            return zeros, zeros
-        return node_costs(self.benchmark.space.name, g.ops, g.adj, self.cost_dataset)
-
-    @cached_property
-    def cost_scale(self) -> CostScale:
-        """Fixed per-(space, dataset) constants (largest single node), not data maxima, so the
-        features of a cell do not depend on which benchmark rows happen to be loaded."""
-        if self.benchmark.space.name not in SPACES_WITH_COSTS:
-            return CostScale(1.0, 1.0)
-        return node_cost_scale(self.benchmark.space.name, self.cost_dataset)
-
-    @cached_property
-    def _node_extra(self) -> np.ndarray:
-        flops, params = self.node_cost_arrays
-        cells = flops.shape[1]
-        return np.stack([flops.sum(1) / (self.cost_scale.flops * cells), params.sum(1) / (self.cost_scale.params * cells)], -1).astype(np.float32)
-
-    def collate(self, rows: Sequence[int]) -> "torch_geometric.data.Batch":  # noqa: F821
-        """Build one PyG `Batch` for these benchmark rows (vectorised)."""
+    def collate(self, rows: Sequence[int]) -> Batch:
+        """One PyG `Batch` of these benchmark rows: the encoding plus targets, tiers and row ids."""
         rows = np.asarray(rows, dtype=np.int64)
-        g, enc = self.graphs, self.encoded_rows[rows]
-        ops, adj = torch.from_numpy(g.ops[enc]), torch.from_numpy(g.adj[enc])
         y = torch.from_numpy(self.values[rows]).float()
         attrs = dict(y=y, y_norm=(y - self.y_mean) / self.y_std, tier=torch.from_numpy(self.tiers[rows]),
                      idx=torch.from_numpy(rows))
         if self.extra_values is not None:
             attrs["y_extra"] = torch.from_numpy(self.extra_values[rows]).float()
-        if self.hparams.tensors:
-            flops, params = (torch.from_numpy(a[enc]) for a in self.node_cost_arrays)
-            if "renas" in self.hparams.tensors:
-                attrs["tensor"] = renas_tensor(ops, adj, flops, params, scale=self.cost_scale)
-            if "nar" in self.hparams.tensors:
-                attrs["tokens"], attrs["token_mask"] = nar_tokens(ops, adj, flops, params, n_ops=self.num_ops, scale=self.cost_scale)
-        extra = torch.from_numpy(self._node_extra[enc]) if self.hparams.node_costs else None
-        return to_batch(ops, adj, self.num_ops, node_extra=extra, **attrs)
+        return self.encoded.collate(rows, **attrs)
 
     def with_pseudo_labels(self, score: Callable[[np.ndarray], np.ndarray], count: int, seed: int,
                            batch_size: int | None = None) -> "ArchRankDataModule":

@@ -8,9 +8,10 @@ the same for every model so sweeps and dashboards compare them directly.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import lightning as L
+import numpy as np
 import torch
 from torch import nn
 
@@ -93,3 +94,22 @@ class RankerModule(L.LightningModule):
             return optimizer
         scheduler = self.scheduler_factory(optimizer=optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+@torch.inference_mode()
+def score_batches(model: nn.Module, batches: Iterable, tiers: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """The one scoring loop: a model's scores (float64, higher = better) of every batch, in order, and
+    with `tiers` (NAR) its best-tier probabilities; the model is left in eval mode."""
+    model.eval()
+    device = next(model.parameters()).device
+    scores, probs = [], []
+    for batch in batches:
+        batch = batch.to(device)
+        if tiers:
+            out = model.outputs(batch)
+            scores.append(out.scores.flatten().cpu())
+            probs.append(out.top_tier_prob.cpu())
+        else:
+            scores.append(model(batch).flatten().cpu())
+    as_np = lambda parts: torch.cat(parts).double().numpy() if parts else np.empty(0)  # noqa: E731
+    return as_np(scores), as_np(probs) if tiers else None

@@ -16,12 +16,12 @@ from typing import Iterator, Protocol
 import hydra
 import lightning as L
 import numpy as np
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from nasrank.encodings.graph import DenseGraphs
 from nasrank.errors import ConfigError
 from nasrank.models.baselines import BASELINES, torch_threads
+from nasrank.models.ranker import score_batches
 from nasrank.search.data import QueriedDataModule
 from nasrank.training import check_checkpoint
 
@@ -96,23 +96,11 @@ class LightningRanker:
                                               limit_val_batches=0, num_sanity_val_steps=0)
             trainer.fit(self.model, datamodule=self.dm)
 
-    @torch.inference_mode()
     def predict(self, rows: np.ndarray, tiers: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
         if tiers and not self.has_tiers:
             raise ConfigError(f"{self.name} gives no tier probabilities; use a NAR model (model=nar)")
-        self.model.eval()
-        scores, probs = [], []
         with torch_threads(self.threads):
-            for batch in self.dm.rows_loader(np.asarray(rows, dtype=np.int64)):
-                batch = batch.to(self.model.device)
-                if tiers:
-                    out = self.model.outputs(batch)
-                    scores.append(out.scores)
-                    probs.append(out.top_tier_prob)
-                else:
-                    scores.append(self.model(batch))
-        as_np = lambda parts: torch.cat(parts).double().cpu().numpy()  # noqa: E731
-        return as_np(scores), as_np(probs) if tiers else None
+            return score_batches(self.model, self.dm.rows_loader(np.asarray(rows, dtype=np.int64)), tiers)
 
 
 class BaselineRanker:

@@ -37,6 +37,8 @@ class Space(ABC):
     """A search space: its op vocabulary, parsing, enumeration and mutation."""
 
     name: str
+    #: The `Arch` subclass of this space's cells.
+    arch_type: type[Arch]
     #: Node-op vocabulary of `Arch.node_graph()`, in one fixed order (one-hot column order).
     node_ops: Sequence[str]
     #: Maximum number of nodes of `node_graph()`; encoders pad to it.

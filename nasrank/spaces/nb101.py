@@ -288,6 +288,7 @@ class NB101Space(Space):
     """The 423,624-cell NAS-Bench-101 space (one cell per isomorphism class)."""
 
     name = "nb101"
+    arch_type = NB101Arch
     node_ops = OPS
     max_nodes = MAX_VERTICES
 

@@ -116,6 +116,7 @@ class NB201Space(Space):
     """The 15,625-cell NB201 space."""
 
     name = "nb201"
+    arch_type = NB201Arch
     node_ops = ("input", *OPS, "output")
     max_nodes = 8
 

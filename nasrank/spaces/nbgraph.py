@@ -81,6 +81,7 @@ class NBGraphSpace(Space):
     """All link × op combinations (9 × 9**4); benchmarks store a deduplicated subset."""
 
     name = "nbgraph"
+    arch_type = NBGraphArch
     node_ops = ("input", *OPS, "output")
     max_nodes = NUM_NODES + 2
 

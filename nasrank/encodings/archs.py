@@ -1,0 +1,169 @@
+"""Architectures -> the PyG `Batch` a ranker reads, without labels.
+
+The one encoding step shared by the labelled datamodule (which adds targets and tiers to each batch),
+search and a loaded `nasrank.Ranker`: the same `EncodingSpec` gives the same tensors for a cell
+whether it is a row of a benchmark table or a string a user typed, so a ranker scores both alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from functools import cached_property
+from typing import Hashable, Iterable, Sequence
+
+import numpy as np
+import torch
+from torch_geometric.data import Batch
+
+from nasrank.encodings.cost import SPACES_WITH_COSTS, CostScale, node_cost_scale, node_costs
+from nasrank.encodings.graph import DenseGraphs, dense_graphs, to_batch
+from nasrank.encodings.tensor import nar_tokens, renas_tensor
+from nasrank.errors import ConfigError
+from nasrank.spaces import Arch, Space, get_space
+
+TENSORS = ("renas", "nar")
+
+
+@dataclass(frozen=True)
+class EncodingSpec:
+    """How a ranker reads a cell; saved with every trained ranker.
+
+    Args:
+        space: search space name (`nasrank.spaces.SPACES`).
+        tensors: extra encodings: ``"renas"`` (`batch.tensor`) and/or ``"nar"`` (`batch.tokens`).
+        node_costs: append per-node FLOPs/params (normalised) to the node features `x`.
+        cost_dataset: dataset whose network sizes define FLOPs/params (NB201/NB101 only).
+        canonical_iso: encode every cell as its isomorphism class's representative, so cells that
+            compute the same function get identical features and scores.
+    """
+
+    space: str
+    tensors: tuple[str, ...] = ()
+    node_costs: bool = True
+    cost_dataset: str = "cifar10"
+    canonical_iso: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tensors", tuple(self.tensors))
+        if unknown := [t for t in self.tensors if t not in TENSORS]:
+            raise ConfigError(f"unknown tensor encoding(s) {unknown}; allowed: {', '.join(TENSORS)}")
+        get_space(self.space)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "tensors": list(self.tensors)}
+
+
+def first_members(archs: Sequence[Arch]) -> np.ndarray:
+    """Index of the first cell of each cell's isomorphism class within `archs` (itself if first)."""
+    first: dict[Hashable, int] = {}
+    return np.asarray([first.setdefault(a.iso_key(), i) for i, a in enumerate(archs)], dtype=np.int64)
+
+
+def representatives(archs: Sequence[Arch]) -> list[str]:
+    """The first member (string form) of every isomorphism class that has more than one member in
+    `archs`: what a canonical encoding needs beyond the cells themselves to encode any cell as the
+    table it was trained on did (a class met nowhere in the table is encoded as the cell itself)."""
+    first = first_members(archs)
+    rows = np.unique(first[first != np.arange(len(archs))])
+    return [archs[i].to_str() for i in rows.tolist()]
+
+
+class EncodedArchs:
+    """Stacked encodings of a list of cells; `collate(rows)` is a `Batch` of any of them.
+
+    Args:
+        graphs: dense node-op graphs of the cells *as encoded* (representatives, if canonical).
+        spec: the encoding.
+    """
+
+    def __init__(self, graphs: DenseGraphs, spec: EncodingSpec) -> None:
+        self.graphs, self.spec = graphs, spec
+        self.space: Space = get_space(spec.space)
+
+    @classmethod
+    def of_archs(cls, archs: Sequence[Arch], spec: EncodingSpec, reps: Iterable[str] = ()) -> "EncodedArchs":
+        """Encode `archs`; with `spec.canonical_iso`, each as its class's member in `reps` (strings;
+        a cell whose class is not there, as itself), so a cell's encoding never depends on which
+        other cells are encoded with it."""
+        space = get_space(spec.space)
+        archs = list(archs)
+        if spec.canonical_iso:
+            by_key = {a.iso_key(): a for a in map(space.from_str, reps)}
+            archs = [by_key.get(a.iso_key(), a) for a in archs]
+        return cls(dense_graphs(archs, space), spec)
+
+    @property
+    def num_ops(self) -> int:
+        return len(self.space.node_ops)
+
+    @property
+    def num_node_features(self) -> int:
+        return self.num_ops + (2 if self.spec.node_costs else 0)
+
+    def __len__(self) -> int:
+        return len(self.graphs.ops)
+
+    @cached_property
+    def node_cost_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-cell, per-node (MFLOPs, M params), each (N, cells, M); zeros where the space has no
+        analytic cost model (NAS-Bench-Graph), so every model sees the same feature layout."""
+        g = self.graphs
+        if self.spec.space not in SPACES_WITH_COSTS:
+            zeros = np.zeros((len(g.ops), 1, g.ops.shape[1]), dtype=np.float32)
+            return zeros, zeros
+        return node_costs(self.spec.space, g.ops, g.adj, self.spec.cost_dataset)
+
+    @cached_property
+    def cost_scale(self) -> CostScale:
+        """Fixed per-(space, dataset) constants (largest single node), not data maxima, so the
+        features of a cell do not depend on which other cells are encoded with it."""
+        if self.spec.space not in SPACES_WITH_COSTS:
+            return CostScale(1.0, 1.0)
+        return node_cost_scale(self.spec.space, self.spec.cost_dataset)
+
+    @cached_property
+    def _node_extra(self) -> np.ndarray:
+        flops, params = self.node_cost_arrays
+        cells = flops.shape[1]
+        return np.stack([flops.sum(1) / (self.cost_scale.flops * cells), params.sum(1) / (self.cost_scale.params * cells)], -1).astype(np.float32)
+
+    def collate(self, rows: Sequence[int], **graph_attrs: torch.Tensor) -> Batch:
+        """One PyG `Batch` of these cells (vectorised); `graph_attrs` (targets, tiers, …) ride along."""
+        rows = np.asarray(rows, dtype=np.int64)
+        ops, adj = torch.from_numpy(self.graphs.ops[rows]), torch.from_numpy(self.graphs.adj[rows])
+        attrs = dict(graph_attrs)
+        if self.spec.tensors:
+            flops, params = (torch.from_numpy(a[rows]) for a in self.node_cost_arrays)
+            if "renas" in self.spec.tensors:
+                attrs["tensor"] = renas_tensor(ops, adj, flops, params, scale=self.cost_scale)
+            if "nar" in self.spec.tensors:
+                attrs["tokens"], attrs["token_mask"] = nar_tokens(ops, adj, flops, params, n_ops=self.num_ops, scale=self.cost_scale)
+        extra = torch.from_numpy(self._node_extra[rows]) if self.spec.node_costs else None
+        return to_batch(ops, adj, self.num_ops, node_extra=extra, **attrs)
+
+    def data_info(self, num_tiers: int) -> dict:
+        """Sizes models need to build themselves (read off a real collated batch, so they always agree)."""
+        sample = self.collate(np.arange(min(2, len(self))))
+        info = dict(in_dim=self.num_node_features, num_ops=self.num_ops, max_nodes=self.space.max_nodes,
+                    num_tiers=num_tiers, space=self.spec.space)
+        if "tensor" in sample:
+            info["channels"] = sample.tensor.shape[1]
+        if "tokens" in sample:
+            info["token_dim"] = sample.tokens.shape[-1]
+        return info
+
+    def batches(self, batch_size: int = 4096, rows: Sequence[int] | None = None) -> Iterable[Batch]:
+        """Batches over `rows` (default: every cell), in order."""
+        rows = np.arange(len(self)) if rows is None else np.asarray(rows, dtype=np.int64)
+        for start in range(0, len(rows), batch_size):
+            yield self.collate(rows[start:start + batch_size])
+
+
+def stack_table(archs: Sequence[Arch], spec: EncodingSpec) -> tuple[DenseGraphs, EncodedArchs, np.ndarray]:
+    """A benchmark's raw dense graphs, its encoding and each row's encoded row (itself, or its class's
+    first row with `canonical_iso`), sharing the raw arrays where the two coincide."""
+    raw = dense_graphs(archs, get_space(spec.space))
+    enc_rows = first_members(archs) if spec.canonical_iso else np.arange(len(archs), dtype=np.int64)
+    same = bool((enc_rows == np.arange(len(archs))).all())
+    graphs = raw if same else DenseGraphs(raw.ops[enc_rows], raw.adj[enc_rows])
+    return raw, EncodedArchs(graphs, spec), enc_rows
