@@ -19,7 +19,7 @@ import torch
 
 from nasrank import artifact
 from nasrank.artifact import Member
-from nasrank.encodings.archs import EncodedArchs, EncodingSpec
+from nasrank.encodings.archs import EncodedArchs, EncodingSpec, representatives
 from nasrank.errors import ConfigError
 from nasrank.models.ranker import score_batches
 from nasrank.spaces import Arch, Space, as_arch, get_space
@@ -51,6 +51,21 @@ class Ranker:
         self.members, self.ensemble = list(members), ensemble
         self.representatives, self.meta = list(representatives), dict(meta or {})
         self.space: Space = get_space(spaces.pop())
+
+    @classmethod
+    def of_fitted(cls, parts: Sequence[tuple[str, torch.nn.Module, Any, Any]], datamodule: Any,
+                  ensemble: tuple[torch.Tensor, torch.Tensor] | None = None, **meta: Any) -> "Ranker":
+        """A ranker from modules fitted on a labelled datamodule: `parts` are (name, module, its model
+        config, the datamodule view it read), `datamodule` the run's (its table, target and scaling)."""
+        from omegaconf import OmegaConf
+
+        members = [Member(name, module, OmegaConf.to_container(conf, resolve=True) if OmegaConf.is_config(conf) else dict(conf),
+                          view.data_info(), view.encoding) for name, module, conf, view in parts]
+        reps = representatives(datamodule.benchmark.archs) if any(m.encoding.canonical_iso for m in members) else []
+        meta = dict(target=datamodule.hparams.target, y_mean=datamodule.y_mean, y_std=datamodule.y_std,
+                    benchmark=datamodule.benchmark.name, n_train=len(datamodule.split.train),
+                    members=[m.name for m in members], **meta)
+        return cls(members, ensemble, reps, meta)
 
     # -- files --------------------------------------------------------------------------------------
     @classmethod
@@ -125,7 +140,7 @@ class Ranker:
 
     # -- fitting ------------------------------------------------------------------------------------
     @classmethod
-    def fit(cls, archs: Iterable[Any] | None = None, accuracies: Iterable[float] | None = None, *overrides: str,
+    def fit(cls, *overrides: str, archs: Iterable[Any] | None = None, accuracies: Iterable[float] | None = None,
             space: str | None = None, output_dir: str | Path | None = None, **options: Any) -> "Ranker":
         """Fit a ranker exactly as ``python train.py <overrides>`` would (same configs, defaults, seed
         handling and run dir contents) and return it.
@@ -135,7 +150,7 @@ class Ranker:
         the overrides name.  Overrides are Hydra strings (``"model=nar"``, ``"data.n_train=200"``) or
         keywords, with ``__`` for dots (``model="nar", data__n_train=200``).
 
-        >>> ranker = Ranker.fit(archs, accs, "model=renas_gin", space="nb201", data__n_val=32)  # doctest: +SKIP
+        >>> ranker = Ranker.fit("model=renas_gin", archs=archs, accuracies=accs, space="nb201", data__n_val=32)  # doctest: +SKIP
         """
         from nasrank.cli import compose_config
         from nasrank.training import train

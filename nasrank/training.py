@@ -20,10 +20,9 @@ import torch
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from nasrank.artifact import FILENAME, Member
+from nasrank.artifact import FILENAME
 from nasrank.benchmarks.cache import write_atomic
 from nasrank.callbacks import TestMediaLogger
-from nasrank.encodings.archs import representatives
 from nasrank.errors import ConfigError, check_at_least
 from nasrank.models.ensemble import ScoreEnsemble
 from nasrank.models.ranker import score_batches
@@ -57,11 +56,16 @@ def check_checkpoint(path: str, model: L.LightningModule) -> dict:
         state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
     except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is the user's file
         raise ConfigError(f"checkpoint {path} is not a readable nasrank checkpoint ({type(exc).__name__})") from None
+    return check_state(state, model, f"checkpoint {path}")
+
+
+def check_state(state: dict, model: L.LightningModule, what: str) -> dict:
+    """`state` if its tensor names and shapes are exactly this model's, else one line naming the first differences."""
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     found = {k: tuple(v.shape) for k, v in state.items()}
     if expected != found:
         diff = sorted(set(expected.items()) ^ set(found.items()))[:2]
-        raise ConfigError(f"checkpoint {path} does not match this model/benchmark encoding (first differences: {diff}); "
+        raise ConfigError(f"{what} does not match this model/benchmark encoding (first differences: {diff}); "
                           "use the model, data and encoding it was trained with")
     return state
 
@@ -154,21 +158,13 @@ def ensemble_of(cfg: DictConfig, datamodule, model: L.LightningModule, trainer: 
 
 
 def ranker_of(cfg: DictConfig, datamodule, model: L.LightningModule) -> Ranker:
-    """The fitted `model` (one module, or a `ScoreEnsemble`) as a `Ranker` that scores any cell of the space:
-    each member with its resolved config, input sizes and encoding, plus what the encodings need."""
-    if isinstance(model, ScoreEnsemble):
-        views = model.views or {}
-        parts = [(name, module, cfg.model if name == "model" else cfg.ensemble.members[name], views.get(name) or datamodule)
-                 for name, module in model.members.items()]
-        stats = (model.score_mean, model.score_std)
-    else:
-        parts, stats = [("model", model, cfg.model, datamodule)], None
-    members = [Member(name, module, OmegaConf.to_container(conf, resolve=True), dm.data_info(), dm.encoding)
-               for name, module, conf, dm in parts]
-    canonical = any(m.encoding.canonical_iso for m in members)
-    meta = dict(target=datamodule.hparams.target, y_mean=datamodule.y_mean, y_std=datamodule.y_std, seed=int(cfg.seed),
-                benchmark=datamodule.benchmark.name, n_train=len(datamodule.split.train), members=[m.name for m in members])
-    return Ranker(members, stats, representatives(datamodule.benchmark.archs) if canonical else [], meta)
+    """The fitted `model` (one module, or a `ScoreEnsemble`) as a `Ranker` that scores any cell of the space."""
+    if not isinstance(model, ScoreEnsemble):
+        return Ranker.of_fitted([("model", model, cfg.model, datamodule)], datamodule, seed=int(cfg.seed))
+    views = model.views or {}
+    parts = [(name, module, cfg.model if name == "model" else cfg.ensemble.members[name], views.get(name) or datamodule)
+             for name, module in model.members.items()]
+    return Ranker.of_fitted(parts, datamodule, (model.score_mean, model.score_std), seed=int(cfg.seed))
 
 
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:

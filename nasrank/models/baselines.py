@@ -63,12 +63,15 @@ class TableRanker:
             raise ConfigError(f"rows must be a 1-D array of row indices in 0..{len(self.values) - 1}, got shape {rows.shape} {rows.dtype}")
         return rows
 
-    def fit(self, rows: Sequence[int] | np.ndarray) -> "TableRanker":
-        """Fit on these benchmark rows (their measured target values); returns self."""
+    def fit(self, rows: Sequence[int] | np.ndarray, values: Sequence[float] | np.ndarray | None = None) -> "TableRanker":
+        """Fit on these benchmark rows and their measured values (default: the table's); returns self."""
         rows = self._rows(rows)
-        if len(np.unique(self.values[rows])) < 2:
+        values = self.values[rows] if values is None else np.asarray(values, dtype=np.float64)
+        if values.shape != rows.shape:
+            raise ConfigError(f"fit needs one value per row: {len(rows)} rows, values of shape {values.shape}")
+        if len(np.unique(values)) < 2:
             raise ConfigError(f"fit needs at least 2 rows with different target values, got {len(rows)} rows")
-        self._fit(self.features[rows], self.values[rows])
+        self._fit(self.features[rows], values)
         self.fitted = True
         return self
 

@@ -24,11 +24,17 @@ class QueriedDataModule(ArchRankDataModule):
     base class, so a ranker never sees a value that was not queried.
     """
 
-    def set_train_rows(self, rows: Sequence[int] | np.ndarray) -> None:
-        """Train on exactly these benchmark rows (no validation rows: every label costs a query)."""
-        rows = np.unique(np.asarray(rows, dtype=np.int64))
+    def set_train_rows(self, rows: Sequence[int] | np.ndarray, values: Sequence[float] | np.ndarray | None = None) -> None:
+        """Train on exactly these benchmark rows (no validation rows: every label costs a query) and
+        their measured `values` (default: the table's)."""
+        rows, first = np.unique(np.asarray(rows, dtype=np.int64), return_index=True)
         if len(rows) < 2 or rows[0] < 0 or rows[-1] >= len(self.benchmark):
             raise ConfigError(f"a ranker needs at least 2 distinct training rows in 0..{len(self.benchmark) - 1}, got {len(rows)}")
+        if values is not None:
+            values = np.asarray(values, dtype=np.float64)[first]
+            if not np.array_equal(self.values[rows], values):
+                self.values = self.values.copy()  # never the benchmark's own array
+                self.values[rows] = values
         empty = np.empty(0, dtype=np.int64)
         self.split = Split(rows, empty, empty)
         train_values = self.values[rows]

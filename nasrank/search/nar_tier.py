@@ -123,8 +123,8 @@ class NarTier(TopK):
         n_random = int(round(self.pool_size * self.random_fraction))
         oracle.query(oracle.sample_free(rng, self.n_init), "random")
         while oracle.remaining:
-            ranker.fit(oracle.queried)
+            ranker.fit(*oracle.labelled())
             guided = oracle.sample_free(rng, self.pool_size - n_random, self.guided(oracle, bin_of, space_share))
             pool = oracle.distinct_free(np.concatenate([guided, oracle.sample_free(rng, n_random)]))
-            scores, probs = ranker.predict(pool, tiers=True)
+            scores, probs = ranker.predict(oracle.archs(pool), tiers=True)
             oracle.query(self.best(oracle, pool[np.lexsort((-scores, -probs))], ranker.graphs), "ranker")

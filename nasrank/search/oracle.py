@@ -17,6 +17,7 @@ from nasrank.benchmarks.benchmark import Benchmark
 from nasrank.errors import ConfigError
 from nasrank.search.constraints import Constraint
 from nasrank.search.history import History, space_ranks
+from nasrank.spaces import Arch
 
 
 def iso_classes(benchmark: Benchmark) -> np.ndarray:
@@ -63,6 +64,15 @@ class Oracle:
     @property
     def queried(self) -> np.ndarray:
         return np.asarray(self.rows, dtype=np.int64)
+
+    def archs(self, rows: Iterable[int]) -> list[Arch]:
+        """The cells of these rows (what a ranker is asked about)."""
+        return [self.benchmark.archs[r] for r in rows]
+
+    def labelled(self) -> tuple[list[Arch], np.ndarray]:
+        """Every queried cell and its measured value, in query order (what a ranker is fitted on)."""
+        rows = self.queried
+        return self.archs(rows), self.values(rows)
 
     def free(self, rows: np.ndarray) -> np.ndarray:
         """Bool mask: which of `rows` may still be queried (feasible, and no queried cell is isomorphic to them)."""

@@ -1,7 +1,8 @@
-"""Rankers a search refits on the rows it has queried: any Hydra model config, or a table baseline.
+"""Rankers a search refits on the cells it has queried: any Hydra model config, a table baseline, or
+a saved ranker (`ranker.checkpoint=<ranker.pt>` with `ranker.epochs=0`).
 
-Both kinds answer the same two calls, `fit(rows)` and `predict(rows)`, so strategies never know which
-one they drive.  A Lightning ranker is a fresh model per refit (seeded by the refit count, so a run is
+All answer the same two calls on architectures, `fit(archs, values)` and `predict(archs)`, so
+strategies never know which one they drive, and a user's own search loop can drive them too.  A Lightning ranker is a fresh model per refit (seeded by the refit count, so a run is
 reproducible), trained through the datamodule/Lightning path for a few epochs without validation:
 in a search every label costs a query, so none is spent on a validation split.
 """
@@ -11,19 +12,24 @@ from __future__ import annotations
 import logging
 import warnings
 from contextlib import contextmanager
-from typing import Iterator, Protocol
+from pathlib import Path
+from typing import Iterator, Protocol, Sequence
 
 import hydra
 import lightning as L
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from nasrank import artifact
+from nasrank.benchmarks.benchmark import Benchmark
 from nasrank.encodings.graph import DenseGraphs
 from nasrank.errors import ConfigError
 from nasrank.models.baselines import BASELINES, torch_threads
 from nasrank.models.ranker import score_batches
 from nasrank.search.data import QueriedDataModule
-from nasrank.training import check_checkpoint
+from nasrank.spaces import Arch
+from nasrank.ranker import Ranker as PublicRanker
+from nasrank.training import check_checkpoint, check_state
 
 RANKERS = ("model", *BASELINES)
 
@@ -39,11 +45,16 @@ class Ranker(Protocol):
     #: number of `fit` calls so far
     fits: int
 
-    def fit(self, rows: np.ndarray) -> None:
-        """Fit on these queried benchmark rows (replacing any earlier fit)."""
+    def fit(self, archs: Sequence[Arch], values: np.ndarray) -> None:
+        """Fit on these queried cells and their measured values (replacing any earlier fit)."""
 
-    def predict(self, rows: np.ndarray, tiers: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-        """Scores of `rows` (higher = better) and, if `tiers`, their best-tier probabilities."""
+    def predict(self, archs: Sequence[Arch], tiers: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """Scores of `archs` (higher = better) and, if `tiers`, their best-tier probabilities."""
+
+
+def rows_of(benchmark: Benchmark, archs: Sequence[Arch]) -> np.ndarray:
+    """Benchmark rows of these cells (a ranker trained through a table reads its rows)."""
+    return np.fromiter((benchmark.index_of(a) for a in archs), dtype=np.int64, count=len(archs))
 
 
 class LightningRanker:
@@ -55,8 +66,9 @@ class LightningRanker:
         trainer: the Hydra trainer config; logging, checkpointing and validation are switched off.
         epochs: training epochs per refit (0: use `checkpoint` as is, never train).
         seed: seeds every refit (refit i uses seed * 1000 + i).
-        checkpoint: weights every refit starts from (e.g. a ranker trained by train.py); checked
-            against this benchmark's model before the search spends any query.
+        checkpoint: weights every refit starts from: a train.py run dir or its ranker.pt (a saved
+            ranker of one model), or a Lightning .ckpt; checked against this benchmark's model before
+            the search spends any query.
         threads: torch threads while fitting and scoring (None: unchanged).  Refits are small, so
             one thread is the default: on 2 busy cores, 2 threads made a ReNAS refit 6x slower.
     """
@@ -72,7 +84,7 @@ class LightningRanker:
         self.name = str(model.get("_target_", "model")).rsplit(".", 1)[-1]
         self.model = self._new_model()
         self.has_tiers = hasattr(self.model, "outputs")
-        self.state = check_checkpoint(checkpoint, self.model) if checkpoint else None
+        self.state = starting_weights(checkpoint, self.model) if checkpoint else None
 
     @property
     def graphs(self) -> DenseGraphs:
@@ -81,8 +93,8 @@ class LightningRanker:
     def _new_model(self) -> L.LightningModule:
         return hydra.utils.instantiate(self.model_cfg, data_info=self.dm.data_info())
 
-    def fit(self, rows: np.ndarray) -> None:
-        self.dm.set_train_rows(rows)
+    def fit(self, archs: Sequence[Arch], values: np.ndarray) -> None:
+        self.dm.set_train_rows(rows_of(self.dm.benchmark, archs), values)
         L.seed_everything(self.seed * 1000 + self.fits, workers=True, verbose=False)
         self.fits += 1
         self.model = self._new_model()
@@ -96,11 +108,53 @@ class LightningRanker:
                                               limit_val_batches=0, num_sanity_val_steps=0)
             trainer.fit(self.model, datamodule=self.dm)
 
-    def predict(self, rows: np.ndarray, tiers: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    def predict(self, archs: Sequence[Arch], tiers: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
         if tiers and not self.has_tiers:
             raise ConfigError(f"{self.name} gives no tier probabilities; use a NAR model (model=nar)")
         with torch_threads(self.threads):
-            return score_batches(self.model, self.dm.rows_loader(np.asarray(rows, dtype=np.int64)), tiers)
+            return score_batches(self.model, self.dm.rows_loader(rows_of(self.dm.benchmark, archs)), tiers)
+
+
+def is_artifact(path: str) -> bool:
+    """A saved ranker (a run dir or a .pt file) rather than a Lightning .ckpt."""
+    return Path(path).is_dir() or Path(path).suffix == ".pt"
+
+
+def starting_weights(checkpoint: str, model: L.LightningModule) -> dict:
+    """The weights in `checkpoint` (see `LightningRanker`), refused with one line unless they fit `model`."""
+    if not is_artifact(checkpoint):
+        return check_checkpoint(checkpoint, model)
+    saved = artifact.read(checkpoint)
+    if len(saved["members"]) != 1:
+        raise ConfigError(f"ranker.checkpoint {checkpoint} is an ensemble of {len(saved['members'])} models: it can "
+                          "only be used as it is (ranker.epochs=0), not as starting weights")
+    return check_state(saved["members"][0]["state_dict"], model, f"ranker.checkpoint {checkpoint}")
+
+
+class SavedRanker:
+    """A saved `nasrank.Ranker` used as it is (`ranker.checkpoint=<ranker.pt>`, `ranker.epochs=0`):
+    `fit` only counts, so every query the search spends is ranked by the same model."""
+
+    has_tiers = False
+
+    def __init__(self, path: str, datamodule: QueriedDataModule) -> None:
+        self.saved, self.dm, self.fits = PublicRanker.load(path), datamodule, 0
+        self.name = "saved:" + "+".join(self.saved.meta.get("members", ["model"]))
+        if self.saved.space.name != datamodule.benchmark.space.name:
+            raise ConfigError(f"ranker.checkpoint {path} ranks {self.saved.space.name} cells; this search runs on "
+                              f"{datamodule.benchmark.name} ({datamodule.benchmark.space.name}): use a ranker of that space")
+
+    @property
+    def graphs(self) -> DenseGraphs:
+        return self.dm.graphs
+
+    def fit(self, archs: Sequence[Arch], values: np.ndarray) -> None:
+        self.fits += 1
+
+    def predict(self, archs: Sequence[Arch], tiers: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        if tiers:
+            raise ConfigError("a saved ranker used as it is gives no tier probabilities; drop ranker.epochs=0 to refit a NAR model")
+        return self.saved.score(archs), None
 
 
 class BaselineRanker:
@@ -116,14 +170,14 @@ class BaselineRanker:
     def graphs(self) -> DenseGraphs:
         return self.dm.graphs
 
-    def fit(self, rows: np.ndarray) -> None:
+    def fit(self, archs: Sequence[Arch], values: np.ndarray) -> None:
         self.fits += 1
-        self.model.fit(np.asarray(rows, dtype=np.int64))
+        self.model.fit(rows_of(self.dm.benchmark, archs), values)
 
-    def predict(self, rows: np.ndarray, tiers: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    def predict(self, archs: Sequence[Arch], tiers: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
         if tiers:
             raise ConfigError(f"the {self.name} baseline gives no tier probabilities; use ranker.name=model with model=nar")
-        return self.model.score(np.asarray(rows, dtype=np.int64)), None
+        return self.model.score(rows_of(self.dm.benchmark, archs)), None
 
 
 @contextmanager
@@ -147,6 +201,9 @@ def build_ranker(cfg: DictConfig, datamodule: QueriedDataModule) -> Ranker:
     name = cfg.ranker.name
     if name not in RANKERS:
         raise ConfigError(f"unknown ranker.name {name!r}; allowed: {', '.join(RANKERS)}")
+    checkpoint = cfg.ranker.get("checkpoint")
+    if name == "model" and checkpoint and cfg.ranker.epochs == 0 and is_artifact(checkpoint):
+        return SavedRanker(checkpoint, datamodule)
     if name == "model":
         return LightningRanker(datamodule, cfg.model, cfg.trainer, cfg.ranker.epochs, cfg.seed, cfg.ranker.get("checkpoint"),
                                cfg.ranker.get("threads", 1))

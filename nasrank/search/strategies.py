@@ -163,10 +163,10 @@ class PredictorEvolution(Evolution):
         fitted_at = None
         while oracle.remaining:
             if fitted_at is None or len(oracle.rows) - fitted_at >= self.refit_every:
-                ranker.fit(oracle.queried)
+                ranker.fit(*oracle.labelled())
                 fitted_at = len(oracle.rows)
             children = oracle.distinct_free(np.array([self.child_or_random(oracle, pop, rng)[0] for _ in range(self.mutants)]))
-            scores, _ = ranker.predict(children)
+            scores, _ = ranker.predict(oracle.archs(children))
             picks = children[np.argsort(-scores, kind="stable")][: min(self.k, oracle.remaining)]
             oracle.query(picks, "ranker")
             pop.extend(int(r) for r in picks)
@@ -220,9 +220,9 @@ class TopK(Strategy):
     def search(self, oracle: Oracle, ranker: Ranker | None, rng: np.random.Generator) -> None:
         oracle.query(oracle.sample_free(rng, self.n_init), "random")
         while oracle.remaining:
-            ranker.fit(oracle.queried)
+            ranker.fit(*oracle.labelled())
             pool = candidate_pool(oracle, rng, self.pool_size)
-            scores, _ = ranker.predict(pool)
+            scores, _ = ranker.predict(oracle.archs(pool))
             oracle.query(self.best(oracle, pool[np.argsort(-scores, kind="stable")], ranker.graphs), "ranker")
 
     def best(self, oracle: Oracle, ordered: np.ndarray, graphs: DenseGraphs) -> np.ndarray:

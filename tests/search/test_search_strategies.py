@@ -14,7 +14,7 @@ from conftest import compose_train, needs_nb101, needs_nb201
 from nasrank.errors import ConfigError
 from nasrank.search.history import History
 from nasrank.search.nar_tier import equal_width_bins, kl_divergence, likely_bins
-from nasrank.search.rankers import build_ranker
+from nasrank.search.rankers import build_ranker, rows_of
 from nasrank.search.runner import build_datamodule
 
 pytestmark = needs_nb201  # nearly every test searches the NB201 table
@@ -40,9 +40,9 @@ class SpyRanker:
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
-    def fit(self, rows: np.ndarray) -> None:
-        self.fitted_on.append(np.array(rows))
-        self.inner.fit(rows)
+    def fit(self, archs, values: np.ndarray) -> None:
+        self.fitted_on.append(rows_of(self.inner.dm.benchmark, archs))
+        self.inner.fit(archs, values)
 
 
 def compose(sampler: str, tmp_path, *extra: str, fast: list[str] | None = None):
