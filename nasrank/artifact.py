@@ -105,9 +105,9 @@ def read(path: str | Path) -> dict:
     path = resolve_path(path)
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise CorruptDataError(f"{path} is not a nasrank ranker: it asks to unpickle objects beyond tensors and plain "
-                               f"containers, refused without running them ({str(exc).splitlines()[0][:120]})") from None
+    except pickle.UnpicklingError:
+        raise CorruptDataError(f"{path} is not a nasrank ranker artifact: torch.load(weights_only=True) refused it (it holds "
+                               "more than tensors and plain containers, or is no torch file); nothing in it was run") from None
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's
         raise CorruptDataError(f"{path} is not a nasrank ranker artifact ({type(exc).__name__}); give the ranker.pt "
                                "a train.py run wrote") from None

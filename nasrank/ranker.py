@@ -29,7 +29,8 @@ class Ranker:
     """A fitted ranker: one model, or an ensemble of models whose z-scored scores are averaged.
 
     Scores are higher = better and comparable only with scores of the same ranker.  A cell's score
-    never depends on which other cells are scored with it.
+    does not depend on which other cells are scored with it (up to float32 rounding: batched kernels
+    may round the last bit differently for other batch sizes).
 
     Args:
         members: the fitted networks (`nasrank.artifact.Member`), all of one search space.

@@ -113,10 +113,13 @@ def test_top_and_score_space(analog, tmp_path, one_thread):
     assert len(archs) == 15625 and scores.shape == (15625,)
     best = ranker.top("space", k=3)
     assert [s for _, s in best] == sorted(scores, reverse=True)[:3]
-    assert ranker.top(archs[:10], k=10) == sorted(((a.to_str(), float(s)) for a, s in zip(archs[:10], scores[:10])),
-                                                  key=lambda t: -t[1])
+    assert [a for a, _ in best] == [archs[i].to_str() for i in np.argsort(-scores, kind="stable")[:3]]
+    # a cell's score does not depend on the other cells scored with it (batched kernels may round differently)
+    few = ranker.top(archs[:10], k=10)
+    np.testing.assert_allclose(sorted((s for _, s in few), reverse=True), sorted(scores[:10], reverse=True), rtol=0, atol=1e-5)
+    assert {a for a, _ in few} == {a.to_str() for a in archs[:10]}
     copy = ranker.save(tmp_path / "copy.pt")
-    np.testing.assert_array_equal(Ranker.load(copy).score(archs[:50]), scores[:50])
+    np.testing.assert_array_equal(Ranker.load(copy).score(archs[:50]), ranker.score(archs[:50]))
 
 
 def test_readme_python_example_runs(tmp_path, one_thread, monkeypatch):

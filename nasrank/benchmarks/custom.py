@@ -30,7 +30,9 @@ def _numbers(frame: pd.DataFrame, column: str, path: Path) -> np.ndarray:
     bad = np.flatnonzero(~np.isfinite(values))
     if len(bad):
         i = int(bad[0])
-        raise CorruptDataError(f"{path} line {i + 2}: {column} {frame[column].iloc[i]!r} is not a finite number "
+        raw = frame[column].iloc[i]
+        shown = "(empty)" if pd.isna(raw) else repr(str(raw))
+        raise CorruptDataError(f"{path} line {i + 2}: {column} value {shown} is not a finite number "
                                f"({len(bad)} such row(s)); every row needs a measured {column}")
     return values
 
