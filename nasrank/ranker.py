@@ -103,7 +103,10 @@ class Ranker:
         >>> ranker.score(["|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|nor_conv_3x3~2|"])  # doctest: +SKIP
         array([0.8731])
         """
-        cells = self.archs(archs)
+        return self._score_cells(self.archs(archs), batch_size)
+
+    def _score_cells(self, cells: list[Arch], batch_size: int = 4096) -> np.ndarray:
+        """`score` of cells already in their space's stored form."""
         if not cells:
             return np.empty(0)
         encoded: dict[EncodingSpec, EncodedArchs] = {}
@@ -120,8 +123,8 @@ class Ranker:
 
     def score_space(self, batch_size: int = 4096) -> tuple[list[Arch], np.ndarray]:
         """Every cell of the space (`space.enumerate()` order; NB101: one per isomorphism class) and its score."""
-        cells = list(self.space.enumerate())
-        return cells, self.score(cells, batch_size)
+        cells = list(self.space.enumerate())  # already in stored (NB101: canonical) form
+        return cells, self._score_cells(cells, batch_size)
 
     def top(self, archs: Iterable[Any] | str = "space", k: int = 10) -> list[tuple[str, float]]:
         """The `k` best of `archs` (or of the whole space, ``"space"``) as (arch string, score), best first.
@@ -133,7 +136,7 @@ class Ranker:
             cells, scores = self.score_space()
         else:
             cells = self.archs(archs)
-            scores = self.score(cells)
+            scores = self._score_cells(cells)
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= len(cells):
             raise ConfigError(f"k={k!r} but there are {len(cells)} candidates; allowed: 1..{len(cells)}")
         order = np.argsort(-scores, kind="stable")[:k]

@@ -52,8 +52,8 @@ def score_in_subprocess(path: Path, archs: list[str], tmp_path: Path) -> np.ndar
                          ids=["nar", "renas_dgin", "ensemble"])
 def test_train_save_load_scores_identically(overrides, analog, tmp_path, one_thread):
     out = tmp_path / "run"
-    cfg = compose_train([*overrides, *TINY], out)
-    metrics, objs = train(cfg)
+    cfg = compose_train([*overrides, *TINY, "test=false"], out)
+    _, objs = train(cfg)
     archs = cells(analog)
     in_process = ranker_of(cfg, objs["datamodule"], objs["model"]).score(archs)
     # the artifact scores the rows exactly as the fitted model did on its own datamodule
@@ -131,3 +131,29 @@ def test_readme_python_example_runs(tmp_path, one_thread, monkeypatch):
     namespace: dict = {}
     exec(compile(snippet, "README.md", "exec"), namespace)  # noqa: S102 - the project's own README
     assert len(namespace["best"]) == 5 and namespace["scores"].shape == (2,)
+
+
+@pytest.mark.parametrize("overrides", [["model=gin"], ["model=mlp"], ["model=renas"], ["model=nar_paper"], ["model=nar_mixed"],
+                                       ["model=renas_gin", "self_training=pseudo_labels", "self_training.count=50",
+                                        "self_training.teacher_epochs=1", "self_training.max_epochs=1"]],
+                         ids=["gin", "mlp", "renas", "nar_paper", "nar_mixed", "self_training"])
+def test_every_model_kind_round_trips(overrides, analog, tmp_path, one_thread):
+    _, objs = train(compose_train([*overrides, *TINY[:2], "trainer.max_epochs=1", *TINY[4:], "test=false"], tmp_path))
+    rows = objs["datamodule"].split.test[:300]
+    with torch.inference_mode():
+        expected = objs["model"].eval()(objs["datamodule"].collate(rows)).double().numpy()
+    np.testing.assert_array_equal(Ranker.load(tmp_path).score([analog.archs[i] for i in rows]), expected)
+
+
+def test_search_saves_and_reuses_its_ranker(tmp_path, one_thread):
+    """search.py save_ranker=true leaves a ranker.pt; a second search uses it as is (ranker.epochs=0)."""
+    from nasrank.errors import NasrankError
+    from nasrank.search.runner import search
+
+    base = ["data=analognas_cifar10", "sampler=topk", "model=renas_gin", "budget=30", "sampler.n_init=20", "ranker.epochs=2"]
+    history, paths = search(compose_train([*base, "save_ranker=true"], tmp_path / "a", "search"))
+    assert tmp_path / "a" / FILENAME in paths
+    again, _ = search(compose_train([*base, f"ranker.checkpoint={tmp_path / 'a'}", "ranker.epochs=0"], tmp_path / "b", "search"))
+    assert again.extra["ranker"].startswith("saved:") and len(again.rows) == 30
+    with pytest.raises(NasrankError, match="table baselines are not saveable"):
+        search(compose_train([*base, "ranker.name=gbdt", "save_ranker=true"], tmp_path / "c", "search"))

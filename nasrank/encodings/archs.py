@@ -86,8 +86,8 @@ class EncodedArchs:
         a cell whose class is not there, as itself), so a cell's encoding never depends on which
         other cells are encoded with it."""
         space = get_space(spec.space)
-        archs = list(archs)
-        if spec.canonical_iso:
+        archs, reps = list(archs), list(reps)
+        if spec.canonical_iso and reps:  # no reps: each class had one member in the table (NB101), its own representative
             by_key = {a.iso_key(): a for a in map(space.from_str, reps)}
             archs = [by_key.get(a.iso_key(), a) for a in archs]
         return cls(dense_graphs(archs, space), spec)
