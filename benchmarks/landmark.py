@@ -40,7 +40,8 @@ from scipy.stats import kendalltau
 
 from nasrank.benchmarks.paths import REPO_ROOT
 from nasrank.cli import CONF_DIR
-from nasrank.models.landmarks import rank_spread, standalone_table
+from nasrank.supernet.landmarks import rank_spread
+from nasrank.supernet.truth import standalone_table
 from nasrank.spaces.nb201 import OPS, NB201Arch
 from nasrank.training import train
 

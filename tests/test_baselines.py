@@ -18,8 +18,9 @@ from scipy.stats import kendalltau
 
 from nasrank.benchmarks.analognas import load_analognas
 from nasrank.benchmarks.paths import REPO_ROOT
+from nasrank.encodings.onehot import onehot_features
 from nasrank.errors import ConfigError
-from nasrank.models.baselines import GBDT, MLPEnsemble, onehot_features
+from nasrank.models.baselines import GBDT, MLPEnsemble
 
 TARGET = "cifar10/baseline_acc"
 

@@ -2,10 +2,9 @@
 
 They work directly on a `Benchmark` table (no Lightning, no PyG) so the ranking benchmark and the
 search strategies can fit one on the rows queried so far and score the whole space in a second.
-Features are the padded op one-hot of each node slot plus the flattened upper-triangular
-adjacency, with columns that never vary across the benchmark dropped: for NB201 that leaves exactly
-the 6 edges × 5 ops = 30 dims (its node graph's wiring is fixed), for NB101 the 5 inner slots × 3 ops
-plus the free adjacency bits.
+Features are `nasrank.encodings.onehot.onehot_features` of the benchmark's cells.  Its constant
+columns are dropped per table, so a fitted baseline belongs to its table and is not saved as a ranker
+artifact.
 """
 
 from __future__ import annotations
@@ -18,25 +17,11 @@ import torch
 from torch import nn
 
 from nasrank.benchmarks.benchmark import Benchmark
-from nasrank.encodings.graph import DenseGraphs, dense_graphs
+from nasrank.encodings.graph import DenseGraphs
+from nasrank.encodings.onehot import onehot_features
 from nasrank.errors import ConfigError
 from nasrank.models.encoders import mlp
 from nasrank.models.losses import PairwiseLogistic
-
-
-def onehot_features(benchmark: Benchmark, graphs: DenseGraphs | None = None) -> np.ndarray:
-    """(N, D) float32 one-hot op + adjacency encoding of every row, constant columns dropped.
-
-    Dropping uses the architectures only (never targets), so it leaks nothing about the test rows;
-    pass `graphs` when the caller already stacked them (the datamodule caches them).
-    """
-    g = graphs if graphs is not None else dense_graphs(benchmark.archs, benchmark.space)
-    num_ops = len(benchmark.space.node_ops)
-    ops = (g.ops[:, :, None] == np.arange(num_ops)[None, None, :]).reshape(len(g.ops), -1)  # padding (-1) → zeros
-    iu, ju = np.triu_indices(g.adj.shape[1], 1)
-    feats = np.concatenate([ops, g.adj[:, iu, ju].astype(bool)], 1)
-    varying = feats.min(0) != feats.max(0)
-    return feats[:, varying].astype(np.float32)
 
 
 class TableRanker:

@@ -9,9 +9,9 @@ import pytest
 import torch
 from conftest import needs_nb201
 
-from nasrank.data.images import ImageDataModule
+from nasrank.supernet.images import ImageDataModule
 from nasrank.errors import ConfigError
-from nasrank.models import landmarks as lm
+from nasrank.supernet import landmarks as lm, truth as gt
 from nasrank.spaces.nb201 import OPS, SPACE
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -60,28 +60,28 @@ def test_rank_spread_spans_best_to_worst():
 
 
 def test_spanning_archs_cover_every_conv_count_once_per_class():
-    archs = lm.spanning_archs(14, seed=3)
+    archs = gt.spanning_archs(14, seed=3)
     counts = np.bincount([sum(op.startswith("nor_conv") for op in a.ops) for a in archs], minlength=7)
     assert counts.tolist() == [2] * 7
     assert len({a.iso_key() for a in archs}) == 14
-    assert archs == lm.spanning_archs(14, seed=3) and archs != lm.spanning_archs(14, seed=4)
+    assert archs == gt.spanning_archs(14, seed=3) and archs != gt.spanning_archs(14, seed=4)
 
 
 def test_standalone_truth_trains_once_then_reads_the_cache(tmp_path, monkeypatch):
     dm = ImageDataModule("digits", n_train=64, n_val=32)
     recipe = dict(num_archs=2, channels=2, cells_per_stage=1, epochs=1, repeats=2, cache_dir=str(tmp_path))
-    first = lm.standalone_table(dm, **recipe)
+    first = gt.standalone_table(dm, **recipe)
     assert first["acc"].shape == (2, 2) and ((0 <= first["acc"]) & (first["acc"] <= 100)).all()
     monkeypatch.setattr(lm, "train_standalone", lambda *a, **k: pytest.fail("retrained although cached"))
-    truth = lm.standalone_truth(dm, **recipe)
+    truth = gt.standalone_truth(dm, **recipe)
     assert truth.targets["digits/test_acc"].tolist() == pytest.approx(first["acc"].mean(1).tolist())
     assert [list(a.op_indices) for a in truth.archs] == first["ops"].tolist()
     with pytest.raises(ConfigError, match="epochs ≥ 1"):
-        lm.standalone_table(dm, **{**recipe, "epochs": 0})
+        gt.standalone_table(dm, **{**recipe, "epochs": 0})
 
 
 def test_nb201_table_truth_spans_accuracy():
-    truth = lm.nb201_table_truth(SimpleNamespace(dataset_name="cifar100"), num_archs=20)
+    truth = gt.nb201_table_truth(SimpleNamespace(dataset_name="cifar100"), num_archs=20)
     values = truth.targets["cifar100/test_acc"]
     assert len(truth) == 20 and (np.diff(values) <= 0).all()
     assert values[0] == pytest.approx(73.513, abs=1e-3) and values[-1] < 5
@@ -90,4 +90,4 @@ def test_nb201_table_truth_spans_accuracy():
 
 def test_nb201_table_truth_refuses_other_data():
     with pytest.raises(ConfigError, match="no 'digits' accuracies"):
-        lm.nb201_table_truth(SimpleNamespace(dataset_name="digits"))
+        gt.nb201_table_truth(SimpleNamespace(dataset_name="digits"))

@@ -10,8 +10,8 @@ import torch
 from conftest import compose_train
 
 from nasrank.errors import ConfigError
-from nasrank.models.cells import NB201Network
-from nasrank.models.supernet import Supernet, SupernetModule, sample_arch
+from nasrank.supernet.cells import NB201Network
+from nasrank.supernet.model import Supernet, SupernetModule, sample_arch
 from nasrank.spaces.nb201 import EDGES, OPS, SPACE
 from nasrank.training import train
 

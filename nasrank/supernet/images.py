@@ -168,7 +168,7 @@ class ImageDataModule(L.LightningDataModule):
         image_size: resize (bilinear) to this side, e.g. to give 8x8 digits more spatial positions.
         augment: random crop (4 px zero padding) and horizontal flip of training batches (CIFAR recipe).
         truth: ``truth(datamodule) -> Benchmark`` of evaluation architectures with known accuracies
-            (`nasrank.models.landmarks`); built lazily, since it may train networks or read a table.
+            (`nasrank.supernet.truth`); built lazily, since it may train networks or read a table.
     """
 
     def __init__(self, dataset: str, data_dir: str | Path | None = None, n_train: int | float | None = None,

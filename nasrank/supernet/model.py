@@ -1,7 +1,7 @@
 """Weight-sharing NB201 supernet trained with single-path uniform sampling (SPOS, Guo et al. 2020),
-optionally with landmark regularisation (`nasrank.models.landmarks`), ranked against ground truth.
+optionally with landmark regularisation (`nasrank.supernet.landmarks`), ranked against ground truth.
 
-The network is NB201's own skeleton (`nasrank.models.cells.NB201Network`: stem, 3 stages of N cells
+The network is NB201's own skeleton (`nasrank.supernet.cells.NB201Network`: stem, 3 stages of N cells
 with C, 2C, 4C channels, residual reduction blocks, GAP, classifier) with a cell whose 6 edges each
 hold all 5 ops.  Every training step samples one cell uniformly (the same cell in every position, as
 an NB201 architecture is one repeated cell) and trains only that path.  To score an architecture
@@ -25,8 +25,8 @@ from scipy.stats import kendalltau
 from torch import Tensor, nn
 
 from nasrank.errors import ConfigError
-from nasrank.models.cells import NB201Network, nb201_op
-from nasrank.models.landmarks import PAIR_MODES, landmark_coef, landmark_loss, landmark_pairs, rank_spread
+from nasrank.supernet.cells import NB201Network, nb201_op
+from nasrank.supernet.landmarks import PAIR_MODES, landmark_coef, landmark_loss, landmark_pairs, rank_spread
 from nasrank.models.ranker import RankerModule
 from nasrank.spaces.nb201 import EDGES, OPS, SPACE
 
