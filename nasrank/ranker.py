@@ -1,10 +1,12 @@
 """`Ranker`: a trained ranker as a product — load it, score any architecture of its space, save it,
 or fit one from Python through the same configs as train.py.
 
-    >>> from nasrank import Ranker
-    >>> ranker = Ranker.load("outputs/train/runs/<time>")           # or its ranker.pt   # doctest: +SKIP
-    >>> ranker.score(["|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"])  # doctest: +SKIP
-    >>> ranker.top("space", k=5)                                     # the 5 best cells of the space   # doctest: +SKIP
+    from nasrank import Ranker
+    ranker = Ranker.load("outputs/train/runs/<time>")   # a train.py run dir, or its ranker.pt
+    ranker.score(["|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"])
+    ranker.top("space", k=5)                            # the 5 best cells of the space
+
+README.md's "Use a trained ranker" runs the same calls (tests/test_ranker_api.py executes it).
 """
 
 from __future__ import annotations
@@ -100,7 +102,7 @@ class Ranker:
     def score(self, archs: Iterable[Any], batch_size: int = 4096) -> np.ndarray:
         """Scores (float64, higher = better) of `archs`, in order.
 
-        >>> ranker.score(["|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|nor_conv_3x3~2|"])  # doctest: +SKIP
+        >>> ranker.score(["|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|nor_conv_3x3~2|"])
         array([0.8731])
         """
         return self._score_cells(self.archs(archs), batch_size)
@@ -129,7 +131,7 @@ class Ranker:
     def top(self, archs: Iterable[Any] | str = "space", k: int = 10) -> list[tuple[str, float]]:
         """The `k` best of `archs` (or of the whole space, ``"space"``) as (arch string, score), best first.
 
-        >>> ranker.top("space", k=3)  # doctest: +SKIP
+        >>> ranker.top("space", k=3)
         [('|nor_conv_3x3~0|+|...|', 1.93), ...]
         """
         if isinstance(archs, str) and archs == "space":
@@ -154,7 +156,7 @@ class Ranker:
         the overrides name.  Overrides are Hydra strings (``"model=nar"``, ``"data.n_train=200"``) or
         keywords, with ``__`` for dots (``model="nar", data__n_train=200``).
 
-        >>> ranker = Ranker.fit("model=renas_gin", archs=archs, accuracies=accs, space="nb201", data__n_val=32)  # doctest: +SKIP
+        >>> ranker = Ranker.fit("model=renas_gin", archs=archs, accuracies=accs, space="nb201", data__n_val=32)
         """
         from nasrank.cli import compose_config
         from nasrank.training import train

@@ -72,7 +72,7 @@ def test_standalone_truth_trains_once_then_reads_the_cache(tmp_path, monkeypatch
     recipe = dict(num_archs=2, channels=2, cells_per_stage=1, epochs=1, repeats=2, cache_dir=str(tmp_path))
     first = gt.standalone_table(dm, **recipe)
     assert first["acc"].shape == (2, 2) and ((0 <= first["acc"]) & (first["acc"] <= 100)).all()
-    monkeypatch.setattr(lm, "train_standalone", lambda *a, **k: pytest.fail("retrained although cached"))
+    monkeypatch.setattr(gt, "train_standalone", lambda *a, **k: pytest.fail("retrained although cached"))
     truth = gt.standalone_truth(dm, **recipe)
     assert truth.targets["digits/test_acc"].tolist() == pytest.approx(first["acc"].mean(1).tolist())
     assert [list(a.op_indices) for a in truth.archs] == first["ops"].tolist()
