@@ -1,5 +1,6 @@
 """NAS-Bench-101 loaders: the shared CSV table (single run, test accuracy + FLOPs) and the
-official ``nasbench_*.tfrecord`` files (3 runs: validation/test accuracy, parameters, train time).
+official ``nasbench_*.tfrecord`` files (3 runs: validation/test accuracy, parameters, train time);
+and that table built from its public source (ObfuNAS's two arrays) for users who lack it.
 
 Both return one row per cell, sorted by the benchmark hash, with each cell exactly as the
 benchmark stores it (`NB101Arch.canonical()` form).  Parsing is cached as padded arrays: matrices
