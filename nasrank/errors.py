@@ -24,6 +24,11 @@ class DataNotFoundError(NasrankError, FileNotFoundError):
     """A benchmark file is missing: the message names the path and how to get it."""
 
 
+class DownloadError(DataNotFoundError):
+    """A missing benchmark file could not be fetched (offline, HTTP error, cut-off download, unwritable
+    folder): the message names the URL or folder and how to get the file by hand."""
+
+
 class CorruptDataError(NasrankError, ValueError):
     """A benchmark or cache file exists but cannot be read as what it claims to be."""
 

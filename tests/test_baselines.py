@@ -14,12 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import skip_without_data
 from scipy.stats import kendalltau
 
 from nasrank.benchmarks.analognas import load_analognas
 from nasrank.benchmarks.paths import REPO_ROOT
 from nasrank.encodings.onehot import onehot_features
-from nasrank.errors import ConfigError
+from nasrank.errors import ConfigError, DataNotFoundError
 from nasrank.models.baselines import GBDT, MLPEnsemble
 
 TARGET = "cifar10/baseline_acc"
@@ -44,8 +45,8 @@ make_report = load_script("make_report")
 def analog(tmp_path_factory: pytest.TempPathFactory):
     try:
         return load_analognas(cache_dir=tmp_path_factory.mktemp("cache"))
-    except Exception as exc:  # noqa: BLE001 - the package's data file is the only thing that can be missing
-        pytest.skip(f"AnalogNAS-Bench data not available ({exc})")
+    except DataNotFoundError as exc:  # the analog-nasbench package is not installed
+        skip_without_data(str(exc))
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import NB101_CSV, NB201_CSV, compose_train
+from conftest import NB101_CSV, NB201_CSV, compose_train, require_data
 
 from nasrank.benchmarks.paths import REPO_ROOT
 from nasrank.errors import ConfigError
@@ -19,10 +19,10 @@ def options(group: str) -> list[str]:
 
 
 def needs_data(data: str) -> None:
-    if data.startswith("nb201") and not NB201_CSV.is_file():
-        pytest.skip(f"shared NB201 table not found at {NB201_CSV}")
-    if data.startswith("nb101") and not NB101_CSV.is_file():
-        pytest.skip(f"shared NB101 table not found at {NB101_CSV}")
+    if data.startswith("nb201"):
+        require_data(NB201_CSV, "shared NB201 table")
+    if data.startswith("nb101"):
+        require_data(NB101_CSV, "shared NB101 table")
 
 
 @pytest.mark.parametrize("group", ["data", "model", "trainer", "logger", "callbacks", "loss", "self_training", "ensemble"])

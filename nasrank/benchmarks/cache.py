@@ -79,13 +79,21 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 @contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    """Exclusive lock on the cache folder itself (flock on its fd), so no lock files are left behind."""
+def _locked(folder: Path, waiting: Callable[[], None] | None = None) -> Iterator[None]:
+    """Exclusive lock on the cache folder itself (flock on its fd), so no lock files are left behind.
+
+    `waiting` is called once if another process holds the lock (a fetch may hold it for minutes).
+    """
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     fd = os.open(folder, os.O_RDONLY)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if waiting is not None:
+                waiting()
+            fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)

@@ -1,5 +1,6 @@
 """NAS-Bench-101 loaders: the shared CSV table (single run, test accuracy + FLOPs) and the
-official ``nasbench_*.tfrecord`` files (3 runs: validation/test accuracy, parameters, train time).
+official ``nasbench_*.tfrecord`` files (3 runs: validation/test accuracy, parameters, train time);
+and that table built from its public source (ObfuNAS's two arrays) for users who lack it.
 
 Both return one row per cell, sorted by the benchmark hash, with each cell exactly as the
 benchmark stores it (`NB101Arch.canonical()` form).  Parsing is cached as padded arrays: matrices
@@ -13,6 +14,8 @@ import base64
 import binascii
 import csv
 import gzip
+import hashlib
+import io
 import json
 import zlib
 from collections import defaultdict
@@ -23,16 +26,26 @@ import numpy as np
 
 from nasrank.benchmarks.benchmark import Benchmark
 from nasrank.benchmarks.cache import cached_arrays
-from nasrank.benchmarks.paths import require_file, resolve_data_dir, verify_sha256
+from nasrank.benchmarks.fetch import Recipe, Source, locate
+from nasrank.benchmarks.paths import require_file, verify_sha256
 from nasrank.benchmarks.tfrecord import as_double, iter_fields, read_tfrecord
 from nasrank.errors import CorruptDataError, InvalidArchError
-from nasrank.spaces.nb101 import INTERIOR_OPS, MAX_VERTICES, OPS, SHORT_NAMES, SPACE, NB101Arch
+from nasrank.spaces.nb101 import INTERIOR_OPS, MAX_VERTICES, NUM_CELLS, OPS, SHORT_NAMES, SPACE, NB101Arch
 
 TABLE_RELPATH = "nb101/nb101_test_acc_flops.csv.gz"
 TABLE_SHA256 = "25bf28e606209265bd0b25f9776e2b229de857e6000b35a40f5b7728ef09d3fa"
+#: sha256 of the table's CSV text, which a build checks (the gzip bytes depend on the zlib build).
+TABLE_CSV_SHA256 = "9b3637b2218ef8d8f75c8a6f0308f55569423892a6ab8118d4e67366604b40ac"
 TABLE_COLUMNS = ("hash", "ops", "matrix", "test_acc", "flops")
-TABLE_HOW_TO_GET = ("it is the NAS-Bench-101 table of ../shared/data (see its nb101/README.md: hashes of the enumerated "
-                    "space + ObfuNAS data/test.npy and data/flops.npy)")
+#: ObfuNAS (MIT): float64 arrays, entry i for the i-th NB101 hash in ascending order; test.npy holds
+#: nasbench's run-0 ``final_test_accuracy`` (a fraction), flops.npy thop's FLOPs.
+OBFUNAS_COMMIT = "c8d9c7153f098f97fde65e007594fd87202f298d"
+OBFUNAS_RAW = f"https://raw.githubusercontent.com/Tongzhou0101/ObfuNAS/{OBFUNAS_COMMIT}/data/"
+SOURCES = (Source(OBFUNAS_RAW + "test.npy", "test.npy", "b4fef45e66f986cbbdd1dd182a0456438a7e34e3124c2929300c87c0ef25fcc5", 3_389_120),
+           Source(OBFUNAS_RAW + "flops.npy", "flops.npy", "f584163bf2bc6d74366a6530d135cb209b9b9d4ec374dd5f3c9993849ff6fd41", 3_389_120))
+TABLE_HOW_TO_GET = (f"download test.npy and flops.npy from https://github.com/Tongzhou0101/ObfuNAS/tree/{OBFUNAS_COMMIT}/data "
+                    "and run `python -m nasrank.data fetch nb101 --from <their folder>`, or use the official tfrecord "
+                    "(nasrank.benchmarks.nb101.load_nb101_tfrecord)")
 TFRECORD_HOW_TO_GET = "download nasbench_only108.tfrecord (or nasbench_full.tfrecord) from https://storage.googleapis.com/nasbench/"
 _LONG_NAMES = {short: long for long, short in SHORT_NAMES.items()}
 _EPOCHS = 108
@@ -40,14 +53,19 @@ _FINAL = 2  # nasbench api: evaluation_data[2] is the end of training ([0] init,
 
 
 def load_nb101_table(data_dir: str | Path | None = None, cache_dir: Path | None = None,
-                     path: str | Path | None = None) -> Benchmark:
+                     path: str | Path | None = None, download: bool = False) -> Benchmark:
     """All 423,624 cells with CIFAR-10 test accuracy (%, one run) and FLOPs (MFLOPs).
 
-    `path` overrides the file; only then is another checksum accepted (for the default file a
-    mismatch means a truncated or altered copy).
+    The table is looked for in `data_dir`, then among tables fetched into `cache_dir`; `download`
+    fetches it there when missing (two 3.4 MB arrays, then about a minute to build).  `path`
+    overrides the file; only then is another checksum accepted (for the data folder's file a
+    mismatch means a truncated or altered copy; a fetched table was checked when it was built).
     """
-    src = require_file(Path(path) if path else resolve_data_dir(data_dir) / TABLE_RELPATH, "NB101 table", TABLE_HOW_TO_GET)
-    checksum = None if path else TABLE_SHA256
+    if path:
+        src, checksum = require_file(Path(path), "NB101 table", TABLE_HOW_TO_GET), None
+    else:
+        src, fetched = locate(RECIPE, data_dir, cache_dir, download)
+        checksum = None if fetched else TABLE_SHA256
     arrays = cached_arrays("nb101_table", [src], lambda: _parse_table(src, checksum), cache_dir, extra=str(checksum))
     return _benchmark("nb101", arrays, {"cifar10/test_acc": arrays["test_acc"]}, {"cifar10/flops": arrays["flops"] / 1e6})
 
@@ -214,3 +232,42 @@ def _parse_tfrecord(path: Path) -> dict[str, np.ndarray]:
     cells = _encode_cells(path, [fixed[h][0] for h in hashes], [fixed[h][1] for h in hashes], parse_matrix, lambda t: t.split(","))
     return {"hash": _check_hashes(path, hashes), **cells, "valid_acc": means[:, 0], "test_acc": means[:, 1],
             "train_time": means[:, 2], "params": np.array([fixed[h][2] for h in hashes], dtype=np.float64)}
+
+
+def build_table(files: Sequence[Path], scratch: Path, csv_sha256: str | None = TABLE_CSV_SHA256) -> bytes:
+    """The table (gzip CSV, the shared file's exact layout) from ObfuNAS's test.npy and flops.npy.
+
+    The arrays carry no cells: entry i belongs to the i-th spec hash in ascending order, so the space
+    is enumerated and hashed here (about a minute).  `csv_sha256` is the published table's text.
+    """
+    test_acc, flops = (_read_array(f) for f in files)
+    if not ((test_acc >= 0) & (test_acc <= 1)).all():
+        raise CorruptDataError(f"{files[0]}: accuracies outside 0..1; expected nasbench's final_test_accuracy fractions")
+    if not ((flops > 0) & (flops == np.round(flops))).all():
+        raise CorruptDataError(f"{files[1]}: FLOPs must be positive whole numbers")
+    cells = sorted(((arch.iso_key(), arch.to_str().replace(";", ",")) for arch in SPACE.enumerate()))
+    lines = [",".join(TABLE_COLUMNS)]
+    lines += [f"{h},{cell},{100 * acc:.4f},{int(fl)}" for (h, cell), acc, fl in zip(cells, test_acc.tolist(), flops.tolist())]
+    text = ("\n".join(lines) + "\n").encode("ascii")
+    if csv_sha256 is not None and (digest := hashlib.sha256(text).hexdigest()) != csv_sha256:
+        raise CorruptDataError(f"the NB101 table built from {files[0].name} and {files[1].name} has sha256 {digest[:12]}… "
+                               f"(text), expected {csv_sha256[:12]}…; {TABLE_HOW_TO_GET}")
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode="wb", filename="", mtime=0) as gz:  # reproducible bytes
+        gz.write(text)
+    return buf.getvalue()
+
+
+def _read_array(path: Path) -> np.ndarray:
+    """One ObfuNAS array: float64, one entry per cell, all finite; pickled content is refused."""
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise CorruptDataError(f"{path} is not a numpy array file ({err})") from None
+    if arr.dtype != np.float64 or arr.shape != (NUM_CELLS,) or not np.isfinite(arr).all():
+        raise CorruptDataError(f"{path}: {arr.dtype} array of shape {arr.shape}; expected {NUM_CELLS:,} finite float64 values")
+    return arr
+
+
+RECIPE = Recipe("nb101", "NB101 table", TABLE_RELPATH, SOURCES, build_table,
+                "2 arrays of 3.4 MB from GitHub, then about a minute to build", TABLE_HOW_TO_GET)

@@ -36,13 +36,17 @@ def require_file(path: Path, what: str, how_to_get: str) -> Path:
     return path
 
 
-def verify_sha256(path: Path, expected: str, what: str) -> None:
-    """Refuse a source file whose content is not the published one (truncated or altered)."""
+def sha256_of(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
-    if h.hexdigest() != expected:
+    return h.hexdigest()
+
+
+def verify_sha256(path: Path, expected: str, what: str) -> None:
+    """Refuse a source file whose content is not the published one (truncated or altered)."""
+    if (digest := sha256_of(path)) != expected:
         raise CorruptDataError(
-            f"{what} at {path} has sha256 {h.hexdigest()[:12]}…, expected {expected[:12]}… (truncated or altered copy); fetch it again"
+            f"{what} at {path} has sha256 {digest[:12]}…, expected {expected[:12]}… (truncated or altered copy); fetch it again"
         )

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require_data
 
 from nasrank.benchmarks import nb101
 from nasrank.benchmarks.nb101 import TABLE_RELPATH, load_nb101_table, load_nb101_tfrecord
@@ -29,7 +30,7 @@ CELLS = [SPACE.from_str(s) for s in (
     "input|conv3x3|conv3x3|conv3x3|conv3x3|conv1x1|output;0110101|0000010|0001000|0000100|0000010|0000001|0000000",
 )]
 REAL_TABLE = resolve_data_dir() / TABLE_RELPATH
-needs_table = pytest.mark.skipif(not REAL_TABLE.is_file(), reason=f"shared NB101 table not found at {REAL_TABLE} (set NASRANK_DATA_DIR)")
+needs_table = pytest.mark.needs_data(REAL_TABLE, "shared NB101 table")
 
 
 # --- an independent writer of the official format -------------------------------------------------
@@ -244,8 +245,7 @@ def test_table_missing_truncated_or_altered(tmp_path):
 
 @pytest.fixture(scope="module")
 def real(tmp_path_factory):
-    if not REAL_TABLE.is_file():
-        pytest.skip(f"shared NB101 table not found at {REAL_TABLE} (set NASRANK_DATA_DIR)")
+    require_data(REAL_TABLE, "shared NB101 table")
     cache = tmp_path_factory.mktemp("cache")
     return load_nb101_table(cache_dir=cache), cache
 

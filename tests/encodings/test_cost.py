@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from conftest import require_data
 from scipy.stats import spearmanr
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -50,8 +51,7 @@ def dense_nb101(specs: list[tuple[np.ndarray, list[str]]]) -> tuple[np.ndarray, 
 
 def read_nb101_table(limit: int | None) -> tuple[list[tuple[np.ndarray, list[str]]], np.ndarray]:
     path = resolve_data_dir() / "nb101" / "nb101_test_acc_flops.csv.gz"
-    if not path.is_file():
-        pytest.skip(f"shared NB101 table not found at {path} (set NASRANK_DATA_DIR to the shared data folder)")
+    require_data(path, "shared NB101 table")
     specs, flops = [], []
     with gzip.open(path, "rt", newline="") as fh:
         for row in itertools.islice(csv.DictReader(fh), limit):

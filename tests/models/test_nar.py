@@ -11,7 +11,7 @@ import hydra
 import lightning as L
 import pytest
 import torch
-from conftest import NB201_CSV, compose_train
+from conftest import compose_train, needs_nb201
 from lightning.pytorch.loggers import CSVLogger
 
 from nasrank.cli import user_error
@@ -307,7 +307,7 @@ def test_experiment_recipes_compose(experiment, data, n_train, epochs, lam, tmp_
     assert (cfg.data.n_train, recipe_epochs, cfg.model.rank_weight) == (n_train, epochs, lam)
 
 
-@pytest.mark.skipif(not NB201_CSV.is_file(), reason=f"shared NB201 table not found at {NB201_CSV} (set NASRANK_DATA_DIR)")
+@needs_nb201
 def test_nb201_experiment_debug_run(tmp_path) -> None:
     cfg = compose_train(["experiment=nar_nb201_cifar100", "debug=fast", "data.eval_batch_size=256", *SMALL], tmp_path)
     metrics, objs = train(cfg)

@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import require_data
 
 from nasrank.benchmarks.nb101 import TABLE_RELPATH, load_nb101_table
 from nasrank.benchmarks.paths import resolve_data_dir
@@ -35,8 +36,7 @@ CHAIN3 = NB101Arch(((0, 1, 0), (0, 0, 1), (0, 0, 0)), ("input", C3, "output"))
 
 @pytest.fixture(scope="module")
 def table(tmp_path_factory):
-    if not (resolve_data_dir() / TABLE_RELPATH).is_file():
-        pytest.skip(f"shared NB101 table not found at {resolve_data_dir() / TABLE_RELPATH} (set NASRANK_DATA_DIR)")
+    require_data(resolve_data_dir() / TABLE_RELPATH, "shared NB101 table")
     return load_nb101_table(cache_dir=tmp_path_factory.mktemp("cache"))
 
 

@@ -80,6 +80,7 @@ def test_standalone_truth_trains_once_then_reads_the_cache(tmp_path, monkeypatch
         gt.standalone_table(dm, **{**recipe, "epochs": 0})
 
 
+@needs_nb201
 def test_nb201_table_truth_spans_accuracy():
     truth = gt.nb201_table_truth(SimpleNamespace(dataset_name="cifar100"), num_archs=20)
     values = truth.targets["cifar100/test_acc"]
