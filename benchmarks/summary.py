@@ -18,13 +18,16 @@ from result_rows import TABLE_BASELINES, by_size, ktaus, mean_std, pick_on_val
 BENCHMARKS = {"nb201_cifar10": "NB201 CIFAR-10", "nb201_cifar100": "NB201 CIFAR-100",
               "nb201_imagenet16": "NB201 ImageNet16-120", "nb101_cifar10": "NB101 CIFAR-10",
               "nbgraph_joint": "NAS-Bench-Graph"}
+CONF = Path(__file__).resolve().parents[1] / "conf"
 #: Labelled-cell budgets of the ranking grid per space (other sizes serve other sections, e.g. transfer at 1,000).
 BUDGETS = {"nb201": (78, 156, 469, 781, 1563), "nb101": (424, 4236, 16944, 42362, 211812), "nbgraph": (1000,)}
 
 
 def run_hint(name: str) -> str:
-    """How to run a chosen variant by name."""
-    return f"`experiment={name}`" if name in RECIPES else f"`{name}`"
+    """How to run a chosen variant by name: a recipe, a model config, or the variant's name."""
+    if name in RECIPES:
+        return f"`experiment={name}`"
+    return f"`model={name}`" if (CONF / "model" / f"{name}.yaml").is_file() else f"`{name}`"
 
 
 def summary_rows(rows: list[dict]) -> tuple[list[str], dict[str, list[str]]]:
@@ -108,8 +111,8 @@ def summary_section(rows: list[dict], results: Path) -> list[str]:
              "brackets), and two simple baselines fitted on the same splits: an ensemble of MLPs on one-hot cells (the "
              "better on validation of the raw and the canonical cell encoding) and gradient-boosted trees (GBDT).  Run a "
              "recipe by name: `python train.py experiment=best_nb201 data=nb201_cifar100 data.n_train=1563`; "
-             "docs/recipes.md lists what each holds.  Gain: chosen − the better baseline; fit s: median seconds to fit the "
-             "chosen ranker (1 thread).", "",
+             "[docs/recipes.md](docs/recipes.md) lists what each holds.  Gain: chosen − the better baseline; fit s: "
+             "median seconds to fit the chosen ranker (1 thread).", "",
              "| benchmark | labelled cells | recommended | test KTau | MLP ensemble | GBDT | gain | fit s |",
              "|---|---|---|---|---|---|---|---|", *table, ""]
     lines += [f"A recipe is named after the space it was chosen for; validation also chooses `{name}` on " + ", ".join(where) + "."
