@@ -1,8 +1,8 @@
 """Rebuild BENCHMARKS.md from `benchmarks/results/`: never edit numbers by hand, rerun this.
 
-The report opens with the summary (`summary.py`: which ranker to use per benchmark and budget, search,
+The report opens with the summary (`report_summary.py`: which ranker to use per benchmark and budget, search,
 speed); then ranking rows (`*.jsonl` lines with `method`, `benchmark`, `n_train`, `test_ktau`, as written by
-`benchmarks/ranking.py`) become one table per (benchmark, target): rows = variant (named by `labels.py`),
+`benchmarks/ranking.py`) become one table per (benchmark, target): rows = variant (named by `variant_names.py`),
 columns = training size, cells = test Kendall tau mean ± std over seeds.  Every `*.md` file in the results
 folder is a section another script wrote; they follow in name order, and the commands behind every stored
 row close the report.
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from result_rows import by_size, label, latest, load_rows, mean_std, para, pick_on_val
-from summary import summary_section
+from report_summary import summary_section
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,7 +61,7 @@ def ranking_section(rows: list[dict]) -> list[str]:
              "validation splits, mean ± std over seeds (number of seeds).  Seed s fixes both the split and the "
              "training seed, so every method sees the same cells.  Lightning methods keep their best val/ktau epoch; "
              "the table baselines (`mlp_ensemble`, `gbdt`) ignore the validation split.  Rankers are named by their "
-             "recipe (`best_*`, conf/experiment/) or by method and settings (benchmarks/labels.py spells each name's "
+             "recipe (`best_*`, conf/experiment/) or by method and settings (benchmarks/variant_names.py spells each name's "
              "overrides).  Time and memory columns are "
              "at the largest training size of each row (median fit seconds, median seconds to score the whole space, "
              "max peak RSS of the row's process).", ""]

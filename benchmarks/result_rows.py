@@ -12,7 +12,7 @@ from typing import Iterable
 
 import numpy as np
 
-from labels import variant_name
+from variant_names import variant_name
 
 KEYS = ("method", "benchmark", "n_train", "n_val", "seed")
 #: Table baselines: they ignore the validation split, so they are shown beside the choice, never chosen.
@@ -35,7 +35,7 @@ def load_rows(results: Path) -> list[dict]:
 
 
 def label(row: dict) -> str:
-    """The row's variant name (`labels.variant_name`)."""
+    """The row's variant name (`variant_names.variant_name`)."""
     return variant_name(row["method"], row.get("overrides") or [])
 
 

@@ -47,7 +47,7 @@ from nasrank.errors import ConfigError
 from nasrank.search.plot import plot_regret_bands
 from nasrank.search.runner import search
 from command_line import recorded_command
-from labels import variant_name
+from variant_names import variant_name
 
 RESULTS = REPO_ROOT / "benchmarks" / "results"
 JSONL, SECTION = RESULTS / "search.jsonl.gz", RESULTS / "search.md"

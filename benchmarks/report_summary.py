@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from labels import RECIPES, variant_name
+from variant_names import RECIPES, variant_name
 from result_rows import TABLE_BASELINES, by_size, ktaus, mean_std, pick_on_val
 
 #: Benchmarks of the summary, in order, with their display names.
