@@ -85,7 +85,7 @@ def test_ddp_cpu_fit_runs(tmp_path):
 
 
 def test_resume_after_kill_matches_uninterrupted(tmp_path):
-    args = ["logger=none", "callbacks=default", "callbacks.early_stopping=null", "callbacks.progress_bar=null",
+    args = ["model=regressor", "logger=none", "callbacks=default", "callbacks.early_stopping=null", "callbacks.progress_bar=null",
             "callbacks.model_checkpoint.save_top_k=-1", "data.n_train=1000", "data.n_val=64", "data.batch_size=16",
             "trainer.max_epochs=5", "+trainer.limit_test_batches=1", "+trainer.enable_progress_bar=false"]
     full = tmp_path / "full"
