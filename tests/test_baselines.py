@@ -199,3 +199,12 @@ def test_make_report_renders_tables_sections_and_failures(tmp_path: Path) -> Non
 def test_make_report_refuses_a_missing_folder(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert make_report.main(["--results", str(tmp_path / "nope")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_recorded_commands_carry_no_machine_paths() -> None:
+    command_line = load_script("command_line")
+    inside = str(REPO_ROOT / "benchmarks" / "results" / "r.jsonl")
+    assert command_line.recorded_command("benchmarks/ranking.py", ["--out", "/elsewhere/out/r.jsonl", "--methods", "nar"]) == \
+        "python benchmarks/ranking.py --out r.jsonl --methods nar"
+    assert command_line.recorded_command("benchmarks/ranking.py", ["--out", inside]) == \
+        "python benchmarks/ranking.py --out benchmarks/results/r.jsonl"
