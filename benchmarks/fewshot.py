@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import shlex
 import sys
 import tempfile
 import time
@@ -31,6 +30,7 @@ import torch
 from nasrank.benchmarks.cache import write_atomic
 from nasrank.metrics import ranking_metrics
 from nasrank.models.baselines import torch_threads
+from command_line import recorded_command
 from parallel import run_forked
 from ranking import RESULTS, Row, compose_cfg, read_rows
 
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     todo = [s for s in args.seeds if s not in done]
     print(f"{len(todo)} seeds to run", flush=True)
     job = partial(run_seed, source=args.source, targets=args.targets, ks=args.ks, steps=args.steps, finetune_lr=args.finetune_lr, accelerator=args.accelerator)
-    command = shlex.join(["python", "benchmarks/fewshot.py", *argv])
+    command = recorded_command("benchmarks/fewshot.py", argv)
     for seed, result in run_forked(job, todo, args.workers):
         if "error" in result:
             print(f"seed {seed}: {result['error']}", flush=True)

@@ -24,7 +24,6 @@ import hashlib
 import json
 import logging
 import platform
-import shlex
 import sys
 import tempfile
 import time
@@ -44,6 +43,8 @@ from nasrank.supernet.landmarks import rank_spread
 from nasrank.supernet.truth import standalone_table
 from nasrank.spaces.nb201 import OPS, NB201Arch
 from nasrank.training import train
+
+from command_line import recorded_command
 
 RESULTS = REPO_ROOT / "benchmarks" / "results"
 VARIANTS = {"landmark": [], "spos": ["model.landmark_coef=0"]}
@@ -102,7 +103,7 @@ def run_once(cfg: DictConfig, variant: str) -> dict:
             "epoch_s": float(np.mean(model.epoch_times)), "fit_s": metrics["time/fit_s"], "wall_s": time.perf_counter() - start,
             "n_heldout": len(model.heldout), "n_landmarks": len(model.landmarks),
             "machine": f"{platform.machine()}, {torch.get_num_threads()} torch thread(s)",
-            "date": time.strftime("%Y-%m-%d %H:%M"), "command": "python " + shlex.join(sys.argv)}
+            "date": time.strftime("%Y-%m-%d %H:%M"), "command": recorded_command("benchmarks/landmark.py", sys.argv[1:])}
 
 
 def load_rows(path: Path) -> dict[str, dict]:

@@ -1,9 +1,11 @@
 """Rebuild BENCHMARKS.md from `benchmarks/results/`: never edit numbers by hand, rerun this.
 
-Ranking rows (`*.jsonl` lines with `method`, `benchmark`, `n_train`, `test_ktau`, as written by
-`benchmarks/ranking.py`) become one table per (benchmark, target): rows = method, columns = training
-size, cells = test Kendall tau mean ± std over seeds.  Every `*.md` file in the results folder is a
-section another script wrote; they are appended in name order.
+The report opens with the summary (`report_summary.py`: which ranker to use per benchmark and budget, search,
+speed); then ranking rows (`*.jsonl` lines with `method`, `benchmark`, `n_train`, `test_ktau`, as written by
+`benchmarks/ranking.py`) become one table per (benchmark, target): rows = variant (named by `variant_names.py`),
+columns = training size, cells = test Kendall tau mean ± std over seeds.  Every `*.md` file in the results
+folder is a section another script wrote; they follow in name order, and the commands behind every stored
+row close the report.
 
     python benchmarks/make_report.py [--results benchmarks/results] [--out BENCHMARKS.md]
 """
@@ -11,52 +13,19 @@ section another script wrote; they are appended in name order.
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
+from result_rows import by_size, label, latest, load_rows, mean_std, para, pick_on_val
+from report_summary import summary_section
+
 ROOT = Path(__file__).resolve().parents[1]
-KEYS = ("method", "benchmark", "n_train", "n_val", "seed")
-
-
-def load_rows(results: Path) -> list[dict]:
-    """Every JSON line of every `*.jsonl` in `results` that looks like a ranking row (or its error)."""
-    rows = []
-    for path in sorted(results.glob("*.jsonl")):
-        for line in path.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                print(f"warning: skipping an unreadable line of {path}", file=sys.stderr)
-                continue
-            if isinstance(row, dict) and all(k in row for k in KEYS) and ("test_ktau" in row or "error" in row):
-                rows.append(row)
-    return rows
-
-
-def label(row: dict) -> str:
-    """Method name, plus its extra Hydra overrides when the row had any."""
-    extra = " ".join(row.get("overrides") or [])
-    return f"{row['method']} [{extra}]" if extra else row["method"]
-
-
-def latest(rows: Iterable[dict]) -> list[dict]:
-    """One row per (method, benchmark, size, seed, overrides): the last successful one written."""
-    out: dict[tuple, dict] = {}
-    for row in rows:
-        if "error" not in row:
-            out[(label(row), *(row[k] for k in KEYS))] = row
-    return list(out.values())
-
-
-def mean_std(values: list[float]) -> str:
-    v = np.asarray(values, dtype=float)
-    return f"{v.mean():.3f} ± {v.std(ddof=1):.3f} ({len(v)})" if len(v) > 1 else f"{v.mean():.3f} (1)"
 
 
 def table(rows: list[dict]) -> list[str]:
@@ -66,7 +35,7 @@ def table(rows: list[dict]) -> list[str]:
     for r in rows:
         cells[label(r)][(r["n_train"], r["n_val"])].append(r["test_ktau"])
     head = [f"n={n} (val {v})" for n, v in sizes]
-    lines = ["| method | " + " | ".join(head) + " | fit s | score-all s | peak RSS MB |", "|---" * (len(head) + 4) + "|"]
+    lines = ["| ranker | " + " | ".join(head) + " | fit s | score-all s | peak RSS MB |", "|---" * (len(head) + 4) + "|"]
     for name in sorted(cells, key=lambda m: -np.mean(cells[m][max(cells[m])])):
         biggest = max(cells[name])
         at_max = [r for r in rows if label(r) == name and (r["n_train"], r["n_val"]) == biggest]
@@ -91,7 +60,9 @@ def ranking_section(rows: list[dict]) -> list[str]:
              "Test Kendall tau between predicted scores and true accuracy over every cell outside the train and "
              "validation splits, mean ± std over seeds (number of seeds).  Seed s fixes both the split and the "
              "training seed, so every method sees the same cells.  Lightning methods keep their best val/ktau epoch; "
-             "the table baselines (`mlp_ensemble`, `gbdt`) ignore the validation split.  Time and memory columns are "
+             "the table baselines (`mlp_ensemble`, `gbdt`) ignore the validation split.  Rankers are named by their "
+             "recipe (`best_*`, conf/experiment/) or by method and settings (benchmarks/variant_names.py spells each name's "
+             "overrides).  Time and memory columns are "
              "at the largest training size of each row (median fit seconds, median seconds to score the whole space, "
              "max peak RSS of the row's process).", ""]
     setups = sorted({f"{r.get('machine', '?')}, {r.get('threads', '?')} thread(s) per row, accelerator {r.get('accelerator', 'cpu')}" for r in ok})
@@ -130,20 +101,19 @@ ENSEMBLE_PREFIXES = ("ensemble=", "+model@ensemble.members.", "+ensemble.trainer
 NAR = Targets(  # issue #5
     "NAR", ("nar", "nar_recipe", "nar_gin", "nar_mixed"), ("model.", "data.batch_size=", "self_training=", *ENSEMBLE_PREFIXES),
     {"nb201": {78: 0.64, 156: 0.72, 469: 0.80, 781: 0.83, 1563: 0.87}, "nb101": {424: 0.75, 4236: 0.85}},
-    "`nar_recipe` (the paper's recipe from `conf/experiment/nar_<benchmark>.yaml`: a fixed step budget, no early "
+    "`nar_recipe` (the paper's recipe, `experiment=nar_nb201` / `nar_nb101`: a fixed step budget, no early "
     "stopping), `nar` (`model=nar` with the default trainer: 100 epochs, early stopping on val), `nar_gin` (NAR with "
-    "the GIN encoder), `nar_mixed` (NAR transformer and GIN nets trained together, `model=nar_mixed`), other NAR "
-    "variants where run (e.g. an ensemble of 3, batch 16 for small training sets, `ensemble=renas_gin`: NAR and a "
-    "pairwise GIN fitted apart, each at its own best val epoch, scores averaged, `ensemble=renas_dgin`: the same with "
-    "the directed 5-layer GIN of `model=renas_dgin`, or "
-    "`self_training=pseudo_labels`: a NAR teacher labels 1,000 unlabeled cells and the reported student is fitted on both)")
+    "the GIN encoder), `nar_mixed` (NAR transformer and GIN nets trained together), and NAR with more members (×3), "
+    "batch 16 or 32 for small training sets, a member fitted apart (`+ renas_gin`, `+ renas_dgin`: each at its own "
+    "best val epoch, scores averaged; the `best_*` recipes) or self-training (a NAR teacher labels 1,000 unlabeled "
+    "cells and the reported student is fitted on both)")
 RENAS = Targets(  # issue #6
     "ReNAS", ("renas", "renas_gin", "renas_dgin"), ("model.", "data.batch_size=", "trainer.max_epochs=", *ENSEMBLE_PREFIXES),
     {"nb101": {424: 0.66, 4236: 0.82}},
-    "`renas` (the CNN over the ReNAS tensor, `model=renas` with the default trainer), `renas_gin` (`model=renas_gin`: "
-    "ReNAS's pairwise objective over a GIN), `renas_dgin` (`model=renas_dgin`: the same over a directed 5-layer GIN), "
-    "their variants with a batch size / epoch budget chosen on validation, and `renas [ensemble=...]` (the CNN and "
-    "the GIN(s) fitted apart, each at its own best val epoch, scores averaged)")
+    "`renas` (the CNN over the ReNAS tensor, `model=renas` with the default trainer), `renas_gin` (ReNAS's pairwise "
+    "objective over a GIN), `renas_dgin` (the same over a directed 5-layer GIN), their variants with a batch size / "
+    "epoch budget chosen on validation, and `renas + ...` (the CNN and the GIN(s) fitted apart, each at its own best "
+    "val epoch, scores averaged)")
 
 
 def target_section(rows: list[dict], spec: Targets) -> list[str]:
@@ -158,34 +128,26 @@ def target_section(rows: list[dict], spec: Targets) -> list[str]:
         return r["method"] in spec.variants and all(o.startswith(spec.override_prefixes) for o in extra)
 
     ok = [r for r in latest(rows) if r["benchmark"].split("_")[0] in spec.targets and shown(r)]
-    test: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    val: dict[tuple, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
-    for r in ok:
-        test[(r["benchmark"], r["n_train"])][label(r)].append(r["test_ktau"])
-        val[(r["benchmark"], r["n_train"])][label(r)][r["seed"]] = r.get("val_ktau") if r.get("val_ktau") is not None else np.nan
-    names = sorted({label(r) for r in ok if r["method"] in spec.variants}, key=lambda m: (len(m), m), reverse=True)
-    fmt = lambda v: f"{np.mean(v):.3f} ({len(v)})" if v else "–"  # noqa: E731
     lines = [f"### {spec.title} against its targets and the baselines", "",
-             f"Mean test KTau (seeds in brackets) at each size of the targets: {spec.description}; and the best baseline "
-             "with at least 3 seeds there (GIN/MLP regressors, GBDT, MLP ensemble; `mlp_ensemble [data.canonical_iso=true]` "
-             f"is the MLP ensemble given NAR's canonical encoding).  \"chosen\" is the {spec.title} variant with the higher "
-             "mean validation KTau there, among those with at least 3 seeds where any has (over the seeds all of them ran); \"met\" and the margin use it.", "",
-             "| benchmark | n | " + " | ".join(names) + " | chosen on val | target | met | best baseline | chosen − best baseline |",
-             "|---" * (len(names) + 7) + "|"]
+             f"Per size of the targets, the {spec.title} variant with the higher mean validation KTau (among those with "
+             "at least 3 seeds where any has, over the seeds all of them ran) and its mean test KTau (seeds in brackets), "
+             "against the target and the best baseline there with at least 3 seeds (GIN/MLP regressors, GBDT, MLP "
+             f"ensemble on raw or canonical cells).  Variants compared: {spec.description}; every variant's numbers are "
+             "in the tables above.", "",
+             "| benchmark | n | chosen on val | test KTau | target | met | best baseline | its test KTau | chosen − baseline |",
+             "|---" * 9 + "|"]
     header = len(lines)
-    for (bench, n), by in sorted(test.items()):
+    for (bench, _, n), variants in sorted(by_size(ok).items()):
         target = spec.targets.get(bench.split("_")[0], {}).get(n)
-        present = [m for m in names if m in by]
-        present = [m for m in present if len(by[m]) >= 3] or present  # a one-seed probe is no basis for a choice
-        if target is None or not present:
+        family = {m: s for m, s in variants.items() if next(iter(s.values()))["method"] in spec.variants}
+        chosen = pick_on_val(family)
+        if target is None or chosen is None:
             continue
-        seeds = set.intersection(*(set(val[(bench, n)][m]) for m in present))  # compare on the seeds all ran
-        chosen = max(present, key=lambda m: np.nan_to_num(np.nanmean([val[(bench, n)][m][s] for s in seeds]), nan=-1.0))
-        score = float(np.mean(by[chosen]))
-        others = {m: float(np.mean(v)) for m, v in by.items() if m not in names and len(v) >= 3}
+        score = float(np.mean([r["test_ktau"] for r in family[chosen].values()]))
+        others = {m: float(np.mean([r["test_ktau"] for r in s.values()])) for m, s in variants.items() if m not in family and len(s) >= 3}
         best = max(others, key=others.get) if others else None
-        versus = f"{best} {others[best]:.3f} | {score - others[best]:+.3f}" if best else "– | –"
-        lines.append(f"| {bench} | {n} | " + " | ".join(fmt(by.get(m)) for m in names) + f" | {chosen} | {target:.2f} | "
+        versus = f"{best} | {others[best]:.3f} | {score - others[best]:+.3f}" if best else "– | – | –"
+        lines.append(f"| {bench} | {n} | {chosen} | {score:.3f} ({len(family[chosen])}) | {target:.2f} | "
                      f"{'yes' if score >= target else 'no'} | {versus} |")
     return lines + [""] if len(lines) > header else []
 
@@ -215,26 +177,46 @@ def transfer_section(rows: list[dict], n_train: int = 1000) -> list[str]:
     return lines
 
 
-def commands(rows: list[dict]) -> list[str]:
-    return sorted({r["command"] for r in rows if r.get("command")})
+def commands(results: Path) -> dict[str, list[str]]:
+    """Results file -> the distinct commands its stored rows record."""
+    out: dict[str, set[str]] = defaultdict(set)
+    for path in sorted(results.glob("*.jsonl")) + sorted(results.glob("*.jsonl.gz")):
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt") as fh:
+            for line in fh:
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(row, dict) and row.get("command"):
+                    out[path.name].add(row["command"])
+    return {name: sorted(cmds) for name, cmds in out.items()}
+
+
+def appendix(results: Path) -> list[str]:
+    lines = ["## Appendix: commands", "",
+             "Each results file was written by these commands (each appends to its file; `benchmarks/ranking.py` and "
+             "`benchmarks/search.py` resume, skipping rows already done); `--out` paths name where a run on another "
+             "machine wrote before its rows were merged into the file.  Sections without rows name their script in "
+             "their heading.  Then `python benchmarks/make_report.py`.", ""]
+    lines = [para(line) for line in lines]
+    for name, cmds in commands(results).items():
+        lines += [f"`{name}`:", "", "```", *cmds, "```", ""]
+    return lines
 
 
 def render(results: Path) -> str:
     rows = load_rows(results)
-    sections = sorted(results.glob("*.md"))
+    source = results.relative_to(ROOT) if results.is_relative_to(ROOT) else results.name
     lines = ["# nasrank benchmarks", "",
-             f"Generated by `python benchmarks/make_report.py` from `{results.relative_to(ROOT) if results.is_relative_to(ROOT) else results}/`; "
-             "do not edit by hand.  To regenerate, rerun the commands below (each appends or rewrites its results file; "
-             "`benchmarks/ranking.py` resumes, skipping rows already done), then `python benchmarks/make_report.py`.", ""]
-    cmds = commands(rows)
-    if cmds:
-        lines += ["Ranking rows were produced by:", "", "```", *cmds, "```", ""]
-    if sections:
-        lines += ["The other sections each name the script that writes them: "
-                  + ", ".join(f"`{p.name}`" for p in sections) + ".", ""]
+             f"Generated by `python benchmarks/make_report.py` from `{source}/`; do not edit by hand.  "
+             "The commands that produced every row are in the appendix at the end.", ""]
+    lines += summary_section(rows, results)
     lines += ranking_section(rows) + target_section(rows, NAR) + target_section(rows, RENAS) + transfer_section(rows)
-    for path in sections:
+    lines = [para(line) if line[:1].isalpha() else line for line in lines]  # prose; tables and headings stay one line
+    for path in sorted(results.glob("*.md")):
         lines += [path.read_text().rstrip(), ""]
+    lines += appendix(results)
     return "\n".join(lines)
 
 

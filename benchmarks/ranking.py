@@ -12,8 +12,10 @@ there (rows that failed are retried), so an interrupted grid resumes where it st
     python benchmarks/ranking.py --methods nar gin+listnet --datasets nb201_cifar100 --sizes 156 --seeds 0 1
 
 Methods: `mlp_ensemble`, `gbdt` (table baselines, `nasrank.models.baselines`), `nar_recipe` /
-`renas_recipe` (the paper's recipe: `experiment=<model>_<benchmark>`), the named Hydra methods in `METHODS`, `<model>+<loss>` (e.g. `gin+pairwise_logistic`: model=gin loss=pairwise_logistic), and
-any other name X as `model=X`.  A method whose config does not exist yields an error row, not a crash.
+`renas_recipe` (the paper's recipe: `experiment=<model>_<space>`), a recipe of `conf/experiment/` by its
+name (e.g. `best_nb201`: `experiment=best_nb201`), the named Hydra methods in `METHODS`, `<model>+<loss>`
+(e.g. `gin+pairwise_logistic`: model=regressor loss=pairwise_logistic), and any other name X as `model=X`.
+A method whose config does not exist yields an error row, not a crash.
 Each row runs in a forked child, so its peak RSS is its own and a crash cannot stop the grid;
 `NASRANK_BENCH_RAISE=1` re-raises unexpected (non-user) errors with their traceback instead.
 """
@@ -26,7 +28,6 @@ import logging
 import os
 import platform
 import resource
-import shlex
 import sys
 import tempfile
 import time
@@ -45,6 +46,7 @@ from nasrank.cli import CONF_DIR, check_compose, check_group_overrides, user_err
 from nasrank.errors import ConfigError
 from nasrank.metrics import ranking_metrics
 from nasrank.models.baselines import BASELINES, torch_threads
+from command_line import recorded_command
 from parallel import run_forked
 
 RESULTS = REPO_ROOT / "benchmarks" / "results" / "ranking.jsonl"
@@ -52,10 +54,12 @@ NB201 = ["nb201_cifar10", "nb201_cifar100", "nb201_imagenet16"]
 NB201_SIZES = [78, 156, 469, 781, 1563]  # 0.5 / 1 / 3 / 5 / 10 % of the 15,625 cells
 #: Hydra methods that are not simply `model=<name>`.
 METHODS: dict[str, list[str]] = {
-    "gin_regressor": ["model=gin"],
-    "mlp_regressor": ["model=mlp"],
+    "gin": ["model=regressor"],
+    "gin_regressor": ["model=regressor"],
+    "mlp_regressor": ["model=regressor", "model/encoder=mlp"],
     "nar_gin": ["model=nar", "model/encoder=gin"],
-    "renas_gin": ["model=renas_gin"],
+    # NAR's transformer nets and as many GIN nets trained together (NARModule.extra_encoders)
+    "nar_mixed": ["model=nar", "+model/encoder@model.extra_encoders.gin=gin"],
 }
 NAR_GRID_METHODS = ["nar_recipe", "nar", "nar_paper", "nar_gin", "renas", "renas_gin", "gin_regressor", "mlp_regressor", "mlp_ensemble", "gbdt"]
 #: Trainer settings every Lightning row shares: keep the best val/ktau epoch, write nothing into the repo.
@@ -63,9 +67,16 @@ LIGHTNING_OVERRIDES = ["logger=none", "callbacks=default", "~callbacks.progress_
                        "++trainer.enable_progress_bar=false", "test=false"]
 
 
-#: Methods trained with their paper's recipe: the experiment config `<model>_<benchmark>` (or `<model>_<space>`)
-#: sets trainer and loss (e.g. NAR on NB201: a 440-step budget, no early stopping); the row still sets data sizes.
+#: Data settings of a table baseline, which no model config derives: raw cells, graphs only (no NAR tokens).
+TABLE_DATA = ["data.canonical_iso=false", "data.tensors=[]"]
+
+#: Methods trained with their paper's recipe: the experiment config `<model>_<space>` sets trainer and loss
+#: (e.g. NAR on NB201: a 440-step budget, no early stopping); the row still sets the data and its sizes.
 RECIPES = {"nar_recipe": "nar", "renas_recipe": "renas"}
+
+
+def is_recipe(name: str) -> bool:
+    return (CONF_DIR / "experiment" / f"{name}.yaml").is_file()
 
 
 def method_overrides(method: str, benchmark: str = "") -> list[str] | None:
@@ -73,11 +84,12 @@ def method_overrides(method: str, benchmark: str = "") -> list[str] | None:
     if method in BASELINES:
         return None
     if method in RECIPES:
-        names = [f"{RECIPES[method]}_{benchmark}", f"{RECIPES[method]}_{benchmark.split('_')[0]}"]
-        found = [n for n in names if (CONF_DIR / "experiment" / f"{n}.yaml").is_file()]
-        if not found:
-            raise ConfigError(f"method {method} has no recipe for {benchmark!r}; looked for conf/experiment/{{{','.join(names)}}}.yaml")
-        return [f"experiment={found[0]}"]
+        name = f"{RECIPES[method]}_{benchmark.split('_')[0]}"
+        if not is_recipe(name):
+            raise ConfigError(f"method {method} has no recipe for {benchmark!r}; looked for conf/experiment/{name}.yaml")
+        return [f"experiment={name}"]
+    if is_recipe(method):
+        return [f"experiment={method}"]
     if method in METHODS:
         return list(METHODS[method])
     model, plus, loss = method.partition("+")
@@ -155,8 +167,7 @@ def compose_cfg(row: Row, output_dir: str, accelerator: str = "cpu"):
 
     method = method_overrides(row.method, row.benchmark)
     lightning = LIGHTNING_OVERRIDES + [f"trainer.accelerator={accelerator}"]
-    data = [] if row.method in RECIPES else [f"data={row.benchmark}"]  # a recipe's experiment selects the data itself
-    overrides = data + (method + lightning if method is not None else [])
+    overrides = [f"data={row.benchmark}"] + (method + lightning if method is not None else TABLE_DATA)
     overrides += [f"data.n_train={row.n_train}", f"data.n_val={row.n_val}", f"seed={row.seed}",
                   f"paths.output_dir={output_dir}", *row.overrides]
     if msg := check_group_overrides(overrides) or check_compose("train", overrides):
@@ -309,7 +320,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse(argv)
-    command = shlex.join(["python", "benchmarks/ranking.py", *argv])
+    command = recorded_command("benchmarks/ranking.py", argv)
     try:
         rows = select_rows(args)
     except ConfigError as err:

@@ -28,7 +28,6 @@ import gzip
 import json
 import os
 import platform
-import shlex
 import sys
 import tempfile
 import time
@@ -47,6 +46,8 @@ from nasrank.cli import CONF_DIR, check_compose, check_group_overrides, user_err
 from nasrank.errors import ConfigError
 from nasrank.search.plot import plot_regret_bands
 from nasrank.search.runner import search
+from command_line import recorded_command
+from variant_names import variant_name
 
 RESULTS = REPO_ROOT / "benchmarks" / "results"
 JSONL, SECTION = RESULTS / "search.jsonl.gz", RESULTS / "search.md"
@@ -155,7 +156,7 @@ def latest(rows: list[dict]) -> dict[tuple, list[dict]]:
 
 
 def label(strategy: str, overrides: str) -> str:
-    return f"{strategy} [{overrides}]" if overrides else strategy
+    return variant_name(strategy, overrides.split())
 
 
 def stats(runs: list[dict], budget: int) -> dict:
@@ -259,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if not args.report:
-        command = shlex.join(["python", "benchmarks/search.py", *argv])
+        command = recorded_command("benchmarks/search.py", argv)
         done = {key(r) for r in read_rows() if "error" not in r}
         todo = [(s, d, seed) for seed in args.seeds for d in args.datasets for s in args.strategies
                 if key({"strategy": s, "dataset": d, "seed": seed, "budget": budgets_of(d)[-1], "overrides": args.override}) not in done]

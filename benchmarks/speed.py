@@ -1,7 +1,7 @@
 """Speed benchmark of the issue targets: NAR's NB201 recipe fit, and scoring whole spaces.
 
 Measures, in one process with `--threads` torch threads (2 = this project's reference machine):
-- fit time of `python train.py experiment=nar_nb201_cifar10` (1,000 cells, 440 steps = 55 epochs);
+- fit time of `python train.py experiment=nar_nb201` (1,000 cells, 440 steps = 55 epochs);
 - time to score all 15,625 NB201 cells with that NAR;
 - time to score all 423,624 NB101 cells with NAR (`experiment=nar_nb101`) and ReNAS
   (`experiment=renas_nb101`), each after one training step (scoring cost does not depend on the weights),
@@ -69,11 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     one_step = ["++trainer.max_steps=1", "callbacks.model_checkpoint=null"]  # ++: the default trainer has no max_steps key
     with tempfile.TemporaryDirectory(prefix="nasrank-speed-") as tmp:
-        fit, score201 = timed_run(["experiment=nar_nb201_cifar10"], f"{tmp}/a")
+        fit, score201 = timed_run(["experiment=nar_nb201"], f"{tmp}/a")
         _, score101 = timed_run(["experiment=nar_nb101", *one_step], f"{tmp}/b")
         _, renas101 = timed_run(["experiment=renas_nb101", "trainer.max_epochs=1", "callbacks.model_checkpoint=null"], f"{tmp}/c")
         nb101 = ["data=nb101_cifar10", "data.n_val=256", *one_step, "callbacks.early_stopping=null"]  # no val epoch, nothing to stop on
-        _, nar_ens = timed_run(["model=nar", *nb101, "data.n_train=424", "data.batch_size=32", "model.members=3", "ensemble=renas_dgin"], f"{tmp}/d")
+        _, nar_ens = timed_run(["experiment=best_nb101_small", *nb101], f"{tmp}/d")
         _, renas_ens = timed_run(["model=renas", *nb101, "data.n_train=4236", "ensemble=renas_dgin",
                                   *(f"+model@ensemble.members.dgin{i}=renas_dgin" for i in (2, 3))], f"{tmp}/e")
         searches = {f"search_{s}_s": timed_search(s, f"{tmp}/{s}") for s in ("nar_tier", "topk")}
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
              "| measurement | seconds / GiB | target | met |", "|---|---|---|---|"]
     names = {"nar_nb201_fit_s": "NAR fit, NB201 recipe (1,000 cells, 440 steps)", "nar_nb201_score_s": "NAR scores all 15,625 NB201 cells",
              "nar_nb101_score_s": "NAR scores all 423,624 NB101 cells", "renas_nb101_score_s": "ReNAS scores all 423,624 NB101 cells",
-             "nar_ensemble_nb101_score_s": "NAR x3 + directed GIN (`ensemble=renas_dgin`) score all 423,624 NB101 cells",
+             "nar_ensemble_nb101_score_s": "`best_nb101_small` (NAR x3 + directed GIN) scores all 423,624 NB101 cells",
              "renas_ensemble_nb101_score_s": "ReNAS CNN + 3 directed GINs score all 423,624 NB101 cells",
              "search_nar_tier_s": "search.py sampler=nar_tier data=nb201_cifar100 budget=150",
              "search_topk_s": "search.py sampler=topk data=nb201_cifar100 budget=150",

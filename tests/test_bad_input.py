@@ -150,8 +150,8 @@ def snapshot(folder: Path) -> dict[str, float]:
 @pytest.fixture(scope="module")
 def gin_checkpoint(tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("ckpt_run")
-    proc = subprocess.run([sys.executable, "train.py", "debug=fast", "logger=none", "callbacks=default", "callbacks.progress_bar=null",
-                           f"hydra.run.dir={run}"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "train.py", "debug=fast", "model=regressor", "logger=none", "callbacks=default",
+                           "callbacks.progress_bar=null", f"hydra.run.dir={run}"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return run / "checkpoints" / "last.ckpt"
 
@@ -175,7 +175,7 @@ CLI_CASES = [
 @pytest.mark.parametrize("args, expected", CLI_CASES + [("MISMATCH", "does not match this model")])
 def test_train_cli_bad_input(args, expected, tmp_path, gin_checkpoint):
     if args == "MISMATCH":
-        args = ["model=mlp", "train=false", f"ckpt_path={gin_checkpoint}"]
+        args = ["model=regressor", "model/encoder=mlp", "train=false", f"ckpt_path={gin_checkpoint}"]
     cache, run = tmp_path / "cache", tmp_path / "run"
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"} | {"NASRANK_CACHE_DIR": str(cache)}
     before = snapshot(REPO_ROOT / "outputs")

@@ -110,11 +110,15 @@ def test_bad_rows_and_unfitted_models_are_one_line_errors(analog) -> None:
 
 def test_method_names_map_to_hydra_overrides() -> None:
     assert ranking.method_overrides("gbdt") is None
-    assert ranking.method_overrides("gin_regressor") == ["model=gin"]
-    assert ranking.method_overrides("gin+listnet") == ["model=gin", "loss=listnet"]
-    assert ranking.method_overrides("gin_regressor+listnet") == ["model=gin", "loss=listnet"]
+    assert ranking.method_overrides("gin_regressor") == ["model=regressor"]
+    assert ranking.method_overrides("gin+listnet") == ["model=regressor", "loss=listnet"]
+    assert ranking.method_overrides("gin_regressor+listnet") == ["model=regressor", "loss=listnet"]
     assert ranking.method_overrides("renas") == ["model=renas"]
     assert ranking.method_overrides("nar_gin") == ["model=nar", "model/encoder=gin"]
+    assert ranking.method_overrides("best_nb201") == ["experiment=best_nb201"]  # a recipe by its name
+    assert ranking.method_overrides("nar_recipe", "nb201_cifar100") == ["experiment=nar_nb201"]
+    with pytest.raises(ConfigError, match="no recipe for 'nbgraph_cora'"):
+        ranking.method_overrides("nar_recipe", "nbgraph_cora")
     with pytest.raises(ConfigError, match="bad method name"):
         ranking.method_overrides("gin+")
 
@@ -174,21 +178,35 @@ def test_make_report_renders_tables_sections_and_failures(tmp_path: Path) -> Non
     assert make_report.main(["--results", str(tmp_path), "--out", str(out)]) == 0
     text = out.read_text()
     assert "python benchmarks/ranking.py --grid baseline" in text and "python benchmarks/make_report.py" in text
+    assert text.index("## Which ranker to use") < text.index("## Ranking quality") < text.index("## Appendix: commands")
+    # the summary: the ranker chosen on validation beside the two table baselines, fit seconds of the choice
+    assert "| NB201 CIFAR-10 | 78 | `model=nar` | 0.670 ± 0.014 (2) | 0.800 (1) | 0.600 ± 0.141 (2) | -0.130 | 1 |" in text
+    assert "| NB101 CIFAR-10 | 424 | `model=renas` | 0.610 ± 0.000 (3) | – | – | – | 1 |" in text
     assert "### nb201_cifar10 — cifar10/test_acc" in text
     assert ("Machine: x86_64, 2 cores, 1 thread(s) per row, accelerator cpu.  Median of the 1-min load average (timings are "
-            "only comparable at similar load) over the 12 rows that record it: 1.0.") in text
+            "only comparable at similar load) over the 12 rows that record it: 1.0.") in " ".join(text.split("\n"))
     # NAR against its target (0.64 at n=78) and the best baseline with ≥ 3 seeds (none here)
-    assert "| nb201_cifar10 | 78 | 0.670 (2) | nar | 0.64 | yes | – | – |" in text
-    # ReNAS: a one-seed probe with a higher val KTau is shown but not chosen over the 3-seed default
-    assert "| nb101_cifar10 | 424 | 0.500 (1) | 0.610 (3) | renas | 0.66 | no | – | – |" in text
+    assert "| nb201_cifar10 | 78 | nar | 0.670 (2) | 0.64 | yes | – | – | – |" in text
+    # ReNAS: a one-seed probe with a higher val KTau is shown (by name) but not chosen over the 3-seed default
+    assert "| renas, batch 64 | 0.500 (1) |" in text
+    assert "| nb101_cifar10 | 424 | renas | 0.610 (3) | 0.66 | no | – | – | – |" in text
     assert "cross-dataset" not in text.lower()  # transfer rows are those at n_train 1000 only
     assert "| mlp_ensemble | 0.800 (1) | 0.800 ± 0.141 (2) | 1.0 | 0.50 | 400 |" in text
     assert "| gbdt | 0.600 ± 0.141 (2) | 0.600 (1) |" in text
     assert text.index("| mlp_ensemble |") < text.index("| gbdt |")  # best at the largest size first
     assert "`renas` on nb201_cifar10: ConfigError: unknown model option 'renas'" in text
-    assert text.rstrip().endswith("from another script")
+    assert "## Search section\n\nfrom another script" in text and "`ranking.jsonl`:" in text
 
 
 def test_make_report_refuses_a_missing_folder(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert make_report.main(["--results", str(tmp_path / "nope")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_recorded_commands_carry_no_machine_paths() -> None:
+    command_line = load_script("command_line")
+    inside = str(REPO_ROOT / "benchmarks" / "results" / "r.jsonl")
+    assert command_line.recorded_command("benchmarks/ranking.py", ["--out", "/elsewhere/out/r.jsonl", "--methods", "nar"]) == \
+        "python benchmarks/ranking.py --out r.jsonl --methods nar"
+    assert command_line.recorded_command("benchmarks/ranking.py", ["--out", inside]) == \
+        "python benchmarks/ranking.py --out benchmarks/results/r.jsonl"

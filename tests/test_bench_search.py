@@ -1,5 +1,5 @@
 """benchmarks/search.py's summary: statistics read off the stored histories and target verdicts that
-cover a strategy's variants (e.g. ``topk [model=renas_gin]``) as well as its default."""
+cover a strategy's variants (e.g. ``topk, renas_gin ranker``: ``model=renas_gin``) as well as its default."""
 
 from __future__ import annotations
 
@@ -25,9 +25,9 @@ def test_stats_and_verdicts_cover_variants() -> None:
     rows += [run("topk", s, hit_late) for s in range(3)]
     rows += [run("topk", s, hit_early, ("model=renas_gin",)) for s in range(3)]
     text, curves = bench.dataset_section("nb201_cifar10", bench.latest(rows))
-    assert set(curves) == {"random", "topk", "topk [model=renas_gin]"}
+    assert set(curves) == {"random", "topk", "topk, renas_gin ranker"}
     assert "- topk: median queries to the optimum 200 (target ≤ 150: missed)" in text
-    assert "- topk [model=renas_gin]: median queries to the optimum 40 (target ≤ 150: met)" in text
+    assert "- topk, renas_gin ranker: median queries to the optimum 40 (target ≤ 150: met)" in text
     # mean regret: random 2 throughout; topk 4 until query 200, then 0; the variant 0 from query 40;
     # evolution (added now) exactly as good as topk everywhere
     rows += [run("evolution", s, hit_late) for s in range(3)]
@@ -66,8 +66,8 @@ def test_validation_targets_get_their_own_section_without_verdicts() -> None:
     groups = bench.latest(rows)
     assert set(groups) == {("analognas_cifar10 (cifar10/analog_acc)", "topk", "model=renas_gin")}
     text, curves = bench.dataset_section("analognas_cifar10 (cifar10/analog_acc)", groups)
-    assert set(curves) == {"topk [model=renas_gin]"}
+    assert set(curves) == {"topk, renas_gin ranker"}
     assert text.startswith("### analognas_cifar10 (cifar10/analog_acc) (validation: chooses sampler settings; no target)")
-    assert "target ≤" not in text and "| topk [model=renas_gin] | 50 | 3 | 0.000 |" in text
+    assert "target ≤" not in text and "| topk, renas_gin ranker | 50 | 3 | 0.000 |" in text
     with pytest.raises(bench.ConfigError, match="no budgets for dataset 'cifar10_x'; allowed: nb201_\\*, nb101_\\*"):
         bench.budgets_of("cifar10_x")

@@ -40,7 +40,7 @@ def test_wandb_offline_run_has_metrics_and_media(tmp_path):
 
 def test_multirun_jobs_and_report(tmp_path, capsys):
     sweep = tmp_path / "sweep"
-    cli("train.py", "-m", "debug=fast", "logger=csv", "model=gin,mlp", "seed=0,1", f"hydra.sweep.dir={sweep}")
+    cli("train.py", "-m", "debug=fast", "logger=csv", "model=regressor,renas_gin", "seed=0,1", f"hydra.sweep.dir={sweep}")
     jobs = sorted(p.parent for p in sweep.glob("*/metrics.json"))
     assert len(jobs) == 4 and len({p.name for p in jobs}) == 4
     assert report.main([str(sweep)]) == 0
@@ -69,14 +69,14 @@ def test_ddp_cpu_test_metrics_equal_single_process(tmp_path):
     cli("train.py", *base, f"hydra.run.dir={tmp_path / 'fit'}")
     ckpt = tmp_path / "fit" / "checkpoints" / "last.ckpt"
     results = {}
-    for trainer in ("cpu", "ddp_cpu"):
+    for trainer in ("default", "ddp_cpu"):
         run_dir = tmp_path / trainer
         cli("train.py", *base, f"trainer={trainer}", "train=false", f"ckpt_path={ckpt}", "trainer.limit_test_batches=1.0",
             "data.eval_batch_size=1000", f"hydra.run.dir={run_dir}")
         results[trainer] = json.loads((run_dir / "metrics.json").read_text())
         assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == sorted(["fit", *results])  # no per-rank run dirs
-    assert results["ddp_cpu"]["test/ktau"] == results["cpu"]["test/ktau"]
-    assert results["ddp_cpu"]["test/p@10"] == results["cpu"]["test/p@10"]
+    assert results["ddp_cpu"]["test/ktau"] == results["default"]["test/ktau"]
+    assert results["ddp_cpu"]["test/p@10"] == results["default"]["test/p@10"]
 
 
 def test_ddp_cpu_fit_runs(tmp_path):
@@ -85,7 +85,7 @@ def test_ddp_cpu_fit_runs(tmp_path):
 
 
 def test_resume_after_kill_matches_uninterrupted(tmp_path):
-    args = ["logger=none", "callbacks=default", "callbacks.early_stopping=null", "callbacks.progress_bar=null",
+    args = ["model=regressor", "logger=none", "callbacks=default", "callbacks.early_stopping=null", "callbacks.progress_bar=null",
             "callbacks.model_checkpoint.save_top_k=-1", "data.n_train=1000", "data.n_val=64", "data.batch_size=16",
             "trainer.max_epochs=5", "+trainer.limit_test_batches=1", "+trainer.enable_progress_bar=false"]
     full = tmp_path / "full"

@@ -25,7 +25,7 @@ def resolved(cfg, key: str) -> dict:
 
 
 @pytest.mark.parametrize("model, encoder", [("nar", e) for e in ("transformer", "transformer_paper", "gin", "dgin", "mlp")]
-                         + [(m, e) for m in ("renas", "gin") for e in ("gin", "dgin", "mlp", "renas_cnn")])
+                         + [(m, e) for m in ("renas", "regressor") for e in ("gin", "dgin", "mlp", "renas_cnn")])
 def test_tensors_follow_the_encoder(model: str, encoder: str, tmp_path) -> None:
     cfg = compose_train(["debug=fast", f"model={model}", f"model/encoder={encoder}"], tmp_path)
     name, reads = ENCODERS[encoder]
@@ -43,7 +43,7 @@ def test_named_variants_are_the_group_choices(tmp_path) -> None:
     assert paper["encoder"]["hidden"] == 256 and paper["encoder"]["layers"] == 6 and paper["rank_weight"] == 9.0
     # the paper's transformer settings go with its encoder, so the paper's NAR over a GIN composes cleanly
     paper_gin = model_cfg("model=nar_paper", "model/encoder=gin")
-    assert paper_gin["encoder"] == model_cfg("model=gin")["encoder"] and paper_gin["tensors"] == []
+    assert paper_gin["encoder"] == model_cfg("model=regressor")["encoder"] and paper_gin["tensors"] == []
     assert {k: v for k, v in paper_gin.items() if k not in ("encoder", "tensors")} == \
         {k: v for k, v in paper.items() if k not in ("encoder", "tensors")}
 
@@ -59,12 +59,12 @@ def test_unknown_encoder_option_is_one_line() -> None:
     assert check_group_overrides(["model/encoder=gat"]) == \
         "unknown model/encoder option 'gat'; allowed: dgin, gin, mlp, renas_cnn, transformer, transformer_paper"
     # the sub-group's options are not model options
-    assert check_group_overrides(["model=encoder/gin"]) == ("unknown model option 'encoder/gin'; allowed: gin, mlp, nar, "
-                                                          "nar_mixed, nar_paper, renas, renas_dgin, renas_gin, supernet")
+    assert check_group_overrides(["model=encoder/gin"]) == ("unknown model option 'encoder/gin'; allowed: nar, nar_paper, "
+                                                          "regressor, renas, renas_dgin, renas_gin, supernet")
 
 
 @pytest.mark.parametrize("overrides, expected", [
-    (["model=gin", "model/encoder=transformer"], "TokenTransformer returns one embedding per node, which only NAR reads"),
+    (["model=regressor", "model/encoder=transformer"], "TokenTransformer returns one embedding per node, which only NAR reads"),
     (["model=nar", "model.tensors=[]"], "model.tensors must include 'nar'"),
 ])
 def test_incompatible_encoders_are_one_line_config_errors(overrides, expected, tmp_path) -> None:
@@ -78,8 +78,8 @@ def test_incompatible_encoders_are_one_line_config_errors(overrides, expected, t
 
 def test_regressor_over_the_renas_cnn_fits_its_standardisation(tmp_path) -> None:
     """The CNN's input standardisation belongs to the regressor body, so a plain regressor over the
-    CNN (`model=gin model/encoder=renas_cnn`) is fitted as ReNAS's is, not left at the identity."""
-    cfg = compose_train(["debug=fast", "model=gin", "model/encoder=renas_cnn", "data=analognas_cifar10"], tmp_path)
+    CNN (`model=regressor model/encoder=renas_cnn`) is fitted as ReNAS's is, not left at the identity."""
+    cfg = compose_train(["debug=fast", "model=regressor", "model/encoder=renas_cnn", "data=analognas_cifar10"], tmp_path)
     metrics, objs = train(cfg)
     enc = objs["model"].encoder
     assert isinstance(enc, ReNASCNNEncoder) and not torch.equal(enc.in_std, torch.ones_like(enc.in_std))

@@ -80,13 +80,13 @@ def test_ensemble_run_fits_members_apart_and_scores_as_one(tmp_path, one_thread)
     assert abs(np.mean(train_scores)) < 1e-4, "members are centred on the training rows"
     for bad, message in ((["ckpt_path=last"], "cannot be combined"), (["train=false"], "cannot be combined"),
                          (["+ensemble.trainer.gni.max_epochs=2"], r"ensemble.trainer names \['gni'\], which are not ensemble members"),
-                         (["+model@ensemble.members.model=gin"], "name 'model' is reserved")):
+                         (["+model@ensemble.members.model=regressor"], "name 'model' is reserved")):
         with pytest.raises(ConfigError, match=message):
             train(compose_train([*overrides, *bad], tmp_path / "bad"))
 
 
 def test_member_with_the_runs_encoding_reads_the_runs_batches(tmp_path, one_thread) -> None:
-    overrides = ["debug=fast", "model=gin", "ensemble=renas_gin", "ensemble.trainer.renas_gin.max_epochs=2"]
+    overrides = ["debug=fast", "model=regressor", "ensemble=renas_gin", "ensemble.trainer.renas_gin.max_epochs=2"]
     metrics, objs = train(compose_train(overrides, tmp_path))
     assert objs["model"].views == {"model": None, "renas_gin": None}, "same data config: no second datamodule, no re-collate"
     assert -1 <= metrics["test/ktau"] <= 1

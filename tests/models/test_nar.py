@@ -230,10 +230,8 @@ class TextLogger(CSVLogger):
 
 @pytest.mark.parametrize("encoder", ["transformer", "gin", "mixed"])
 def test_debug_fast_train_with_each_encoder(encoder: str, tmp_path, monkeypatch) -> None:
-    model_name = "nar_mixed" if encoder == "mixed" else "nar"
-    overrides = ["debug=fast", f"model={model_name}", "data=analognas_cifar10", "data.eval_batch_size=512", *SMALL]
-    if encoder == "gin":
-        overrides.append("model/encoder=gin")
+    overrides = ["debug=fast", "model=nar", "data=analognas_cifar10", "data.eval_batch_size=512", *SMALL]
+    overrides += {"transformer": [], "gin": ["model/encoder=gin"], "mixed": ["+model/encoder@model.extra_encoders.gin=gin"]}[encoder]
     cfg = compose_train(overrides, tmp_path)
     assert list(cfg.data.tensors) == ([] if encoder == "gin" else ["nar"])  # no NAR tokens built for a GIN alone
     metrics, objs = train(cfg)
@@ -293,12 +291,12 @@ def test_any_loss_is_nars_ranking_term(loss, subset, tmp_path) -> None:
 
 @pytest.mark.parametrize("experiment, data, n_train, epochs, lam", [
     ("nar_nb101", "nb101_cifar10", 4236, 35, 9.0),
-    ("nar_nb201_cifar10", "nb201_cifar10", 1000, 55, 1.0),
-    ("nar_nb201_cifar100", "nb201_cifar100", 1000, 55, 1.0),
-    ("nar_nb201_imagenet16", "nb201_imagenet16", 1000, 55, 1.0),
+    ("nar_nb201", "nb201_cifar10", 1000, 55, 1.0),
+    ("nar_nb201", "nb201_cifar100", 1000, 55, 1.0),
+    ("nar_nb201", "nb201_imagenet16", 1000, 55, 1.0),
 ])
 def test_experiment_recipes_compose(experiment, data, n_train, epochs, lam, tmp_path) -> None:
-    cfg = compose_train([f"experiment={experiment}"], tmp_path)
+    cfg = compose_train([f"experiment={experiment}", f"data={data}"], tmp_path)
     target = compose_train([f"data={data}"], tmp_path).data.target
     assert cfg.model._target_ == "nasrank.models.nar.NARModule" and cfg.data.target == target
     steps_per_epoch = -(-cfg.data.n_train // cfg.data.batch_size)
@@ -309,6 +307,6 @@ def test_experiment_recipes_compose(experiment, data, n_train, epochs, lam, tmp_
 
 @needs_nb201
 def test_nb201_experiment_debug_run(tmp_path) -> None:
-    cfg = compose_train(["experiment=nar_nb201_cifar100", "debug=fast", "data.eval_batch_size=256", *SMALL], tmp_path)
+    cfg = compose_train(["experiment=nar_nb201", "data=nb201_cifar100", "debug=fast", "data.eval_batch_size=256", *SMALL], tmp_path)
     metrics, objs = train(cfg)
     assert objs["datamodule"].hparams.target == "cifar100/test_acc" and -1 <= metrics["test/ktau"] <= 1

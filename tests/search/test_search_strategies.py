@@ -104,7 +104,7 @@ def test_sources_follow_each_strategy(tmp_path) -> None:
 
 
 def test_topk_with_the_gin_ranker(tmp_path) -> None:
-    """`model=renas_gin` overrides the sampler's default ReNAS CNN (the benchmark's `topk [model=renas_gin]`)."""
+    """`model=renas_gin` overrides the sampler's default ReNAS CNN (the benchmark's `topk, renas_gin ranker`)."""
     fast = ["sampler.n_init=10", "sampler.k=8", "sampler.pool_size=800"]
     assert compose("topk", tmp_path, "model=renas_gin", fast=fast).model.encoder._target_.endswith("GINEncoder")
     h, ranker = run("topk", 26, 0, tmp_path, "model=renas_gin", fast=fast)

@@ -1,0 +1,62 @@
+"""Report names of benchmark variants: a method (or search strategy) plus its command-line overrides.
+
+A variant that a recipe of `conf/experiment/` reproduces is named after the recipe
+(`tests/test_recipes.py` checks that both resolve to the same config); any other variant is its method
+name followed by a short phrase per override, so a table never shows a raw override string unless no
+phrase is known for it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+#: Recipe name -> (method, overrides) of the benchmark rows it reproduces.
+RECIPES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "best_nb201_small": ("nar", ("data.batch_size=16", "ensemble=renas_gin")),
+    "best_nb201": ("nar", ("ensemble=renas_gin",)),
+    "best_nb101_small": ("nar", ("data.batch_size=32", "model.members=3", "ensemble=renas_dgin")),
+    "best_nb101": ("nar", ("ensemble=renas_dgin",)),
+    "best_nb101_large": ("renas_dgin", ("trainer.max_epochs=200",)),
+}
+_BY_VARIANT = {(method, frozenset(overrides)): name for name, (method, overrides) in RECIPES.items()}
+
+#: Override prefix -> phrase (`{}` is the value).
+PHRASES = {
+    "data.batch_size=": "batch {}",
+    "trainer.max_epochs=": "{} epochs",
+    "self_training=pseudo_labels": "self-trained",
+    "data.canonical_iso=true": "canonical cells",
+    "model=": "{} ranker",
+    "sampler.min_distance=": "min distance {}",
+    "sampler.k=": "k {}",
+    "sampler.refit_every=": "refit every {}",
+    "constraint.params_max=": "params ≤ {} M",
+    "+model.encoder.standardize=false": "unstandardised CNN input",
+}
+#: Overrides that name the benchmark's target or a member's trainer, not a different variant.
+SILENT = ("data.target=", "+ensemble.trainer.")
+
+
+def phrase(override: str) -> str:
+    for prefix, text in PHRASES.items():
+        if override.startswith(prefix):
+            return text.format(override[len(prefix):])
+    return f"`{override}`"
+
+
+def variant_name(method: str, overrides: list[str] | tuple[str, ...] = ()) -> str:
+    """E.g. ("nar", ["data.batch_size=32", "model.members=3", "ensemble=renas_gin"]) -> "nar ×3 + renas_gin, batch 32"."""
+    shown = [o for o in overrides if not o.startswith(SILENT)]
+    if recipe := _BY_VARIANT.get((method, frozenset(shown))):
+        return recipe
+    members: Counter[str] = Counter()
+    name, rest = method, []
+    for o in shown:
+        if o.startswith("model.members="):
+            name += f" ×{o.split('=', 1)[1]}"
+        elif o.startswith(("ensemble=", "+model@ensemble.members.")):
+            members[o.split("=", 1)[1]] += 1
+        else:
+            rest.append(phrase(o))
+    name += "".join(f" + {m}" + (f" ×{k}" if k > 1 else "") for m, k in members.items())
+    return ", ".join([name, *rest])
