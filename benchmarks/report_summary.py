@@ -111,7 +111,7 @@ def summary_section(rows: list[dict], results: Path) -> list[str]:
              "brackets), and two simple baselines fitted on the same splits: an ensemble of MLPs on one-hot cells (the "
              "better on validation of the raw and the canonical cell encoding) and gradient-boosted trees (GBDT).  Run a "
              "recipe by name: `python train.py experiment=best_nb201 data=nb201_cifar100 data.n_train=1563`; "
-             "[docs/recipes.md](docs/recipes.md) lists what each holds.  Gain: chosen − the better baseline; fit s: "
+             "[README.md](README.md#which-ranker-to-use) lists what each holds.  Gain: chosen − the better baseline; fit s: "
              "median seconds to fit the chosen ranker (1 thread).", "",
              "| benchmark | labelled cells | recommended | test KTau | MLP ensemble | GBDT | gain | fit s |",
              "|---|---|---|---|---|---|---|---|", *table, ""]

@@ -126,7 +126,7 @@ class NARModule(RankerModule):
     Members see the same batches and are averaged (scores, tier probabilities); each keeps its own
     tier embeddings, since every encoder embeds architectures in its own space.  `extra_encoders`
     mixes encoder families (e.g. the token transformer and a GIN): their errors are less correlated
-    than those of re-seeded copies of one encoder, so the average ranks better (see nar_mixed.yaml).
+    than those of re-seeded copies of one encoder, so their average can rank better (benchmarks/ranking.py's `nar_mixed`).
 
     Args:
         encoder: Hydra partial of the encoder.  Token encoders (`TokenTransformer`) return
