@@ -84,5 +84,6 @@ class RenasModule(RegressorModule):
 
     The body is `RegressorModule`'s (which also fits the CNN's input standardisation); what makes it
     ReNAS is its config: the CNN over the ReNAS tensor (`model/encoder=renas_cnn`) and the pairwise
-    logistic loss (`conf/model/renas.yaml`).
+    logistic loss (`conf/model/renas.yaml`).  The class exists for its name: searches, logs and the
+    stored search results tell ReNAS rankers (any encoder) from MSE regressors by it.
     """
