@@ -21,7 +21,8 @@ import torch
 
 from nasrank import artifact
 from nasrank.artifact import Member
-from nasrank.encodings.archs import EncodedArchs, EncodingSpec, representatives
+from nasrank.encodings.archs import EncodedArchs, EncodingSpec, as_encoded, representatives
+from nasrank.encodings.graph import DenseGraphs, dense_graphs
 from nasrank.errors import ConfigError
 from nasrank.models.ranker import score_batches
 from nasrank.spaces import Arch, Space, as_arch, get_space
@@ -111,11 +112,15 @@ class Ranker:
         """`score` of cells already in their space's stored form."""
         if not cells:
             return np.empty(0)
+        graphs: dict[bool, DenseGraphs] = {}  # members that read cells alike share one stacking (NB101: all do)
         encoded: dict[EncodingSpec, EncodedArchs] = {}
         columns = []
         for m in self.members:
+            canonical = m.encoding.canonical_iso and bool(self.representatives)
+            if canonical not in graphs:
+                graphs[canonical] = dense_graphs(as_encoded(cells, self.space, self.representatives) if canonical else cells, self.space)
             if m.encoding not in encoded:
-                encoded[m.encoding] = EncodedArchs.of_archs(cells, m.encoding, self.representatives)
+                encoded[m.encoding] = EncodedArchs(graphs[canonical], m.encoding)
             columns.append(score_batches(m.module, encoded[m.encoding].batches(batch_size))[0])
         if self.ensemble is None:
             return columns[0]

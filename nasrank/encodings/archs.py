@@ -59,6 +59,17 @@ def first_members(archs: Sequence[Arch]) -> np.ndarray:
     return np.asarray([first.setdefault(a.iso_key(), i) for i, a in enumerate(archs)], dtype=np.int64)
 
 
+def as_encoded(archs: Sequence[Arch], space: Space, reps: Iterable[str]) -> list[Arch]:
+    """Each cell as a canonical encoding reads it: its class's member in `reps` (strings; a cell whose
+    class is not there, as itself), so a cell's encoding never depends on which other cells are encoded
+    with it.  No reps: every class had one member in the table (NB101), its own representative."""
+    archs, reps = list(archs), list(reps)
+    if not reps:
+        return archs
+    by_key = {a.iso_key(): a for a in map(space.from_str, reps)}
+    return [by_key.get(a.iso_key(), a) for a in archs]
+
+
 def representatives(archs: Sequence[Arch]) -> list[str]:
     """The first member (string form) of every isomorphism class that has more than one member in
     `archs`: what a canonical encoding needs beyond the cells themselves to encode any cell as the
@@ -79,18 +90,6 @@ class EncodedArchs:
     def __init__(self, graphs: DenseGraphs, spec: EncodingSpec) -> None:
         self.graphs, self.spec = graphs, spec
         self.space: Space = get_space(spec.space)
-
-    @classmethod
-    def of_archs(cls, archs: Sequence[Arch], spec: EncodingSpec, reps: Iterable[str] = ()) -> "EncodedArchs":
-        """Encode `archs`; with `spec.canonical_iso`, each as its class's member in `reps` (strings;
-        a cell whose class is not there, as itself), so a cell's encoding never depends on which
-        other cells are encoded with it."""
-        space = get_space(spec.space)
-        archs, reps = list(archs), list(reps)
-        if spec.canonical_iso and reps:  # no reps: each class had one member in the table (NB101), its own representative
-            by_key = {a.iso_key(): a for a in map(space.from_str, reps)}
-            archs = [by_key.get(a.iso_key(), a) for a in archs]
-        return cls(dense_graphs(archs, space), spec)
 
     @property
     def num_ops(self) -> int:
