@@ -50,7 +50,7 @@ def test_failed_build_leaves_no_file(tmp_path):
     def boom():
         raise CorruptDataError("bad source")
 
-    with pytest.raises(CorruptDataError):
+    with pytest.raises(CorruptDataError, match="bad source"):
         cached_arrays("t", [src], boom, tmp_path / "c")
     assert not (tmp_path / "c").exists()
 

@@ -252,5 +252,5 @@ def test_reference_networks_run_on_real_tensors() -> None:
     matrix = np.array([[0, 1, 1, 1], [0, 0, 1, 0], [0, 0, 0, 1], [0, 0, 0, 0]])
     net = NB101Network(matrix, ["input", "conv3x3-bn-relu", "maxpool3x3", "output"], stem_channels=6)
     assert net(x).shape == (2, 10)
-    with pytest.raises(InvalidArchError):
+    with pytest.raises(InvalidArchError, match="unknown NB101 op 'conv5x5'; allowed: input"):
         NB101Network(matrix, ["input", "conv5x5", "maxpool3x3", "output"])
