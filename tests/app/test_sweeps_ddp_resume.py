@@ -173,7 +173,12 @@ def test_kill_while_writing_last_ckpt_resumes_to_the_uninterrupted_weights(tmp_p
     (damaged / "checkpoints" / "last.ckpt").write_bytes(data[: len(data) // 2])
     with pytest.raises(ConfigError, match=r"checkpoint \S+/damaged/checkpoints/last.ckpt is not a readable nasrank checkpoint \(\w+\)$"):
         train(compose_train([*args, "ckpt_path=last"], damaged))
-    cli("train.py", *args, f"hydra.run.dir={killed}", "ckpt_path=last")
+    before = {p.name: p.stat().st_mtime_ns for p in (killed / "checkpoints").glob("epoch_*.ckpt")}
+    proc = cli("train.py", *args, f"hydra.run.dir={killed}", "ckpt_path=last")
+    assert f"Restoring states from the checkpoint path at {killed / 'checkpoints' / 'last.ckpt'}" in proc.stderr, proc.stderr[-2000:]
+    after = {p.name: p.stat().st_mtime_ns for p in (killed / "checkpoints").glob("epoch_*.ckpt")}
+    # a fresh fit would reach the same weights too (same seed); only a resume leaves epochs 0-1 unwritten
+    assert all(after[k] == before[k] for k in ("epoch_000.ckpt", "epoch_001.ckpt")) and "epoch_003.ckpt" in after, (before, after)
     full, resumed = last_weights(tmp_path / "full"), last_weights(killed)
     assert full.keys() == resumed.keys() and all(torch.equal(full[k], resumed[k]) for k in full)
     a, b = (json.loads((d / "metrics.json").read_text()) for d in (tmp_path / "full", killed))

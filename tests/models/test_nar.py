@@ -4,7 +4,6 @@ checkpoint round trip, and debug runs through Hydra with both encoders."""
 
 from __future__ import annotations
 
-import math
 from functools import partial
 
 import hydra
