@@ -66,15 +66,16 @@ def test_slurm_launcher_config_composes():
     assert cfg.hydra.launcher.gpus_per_node == 8 and cfg.hydra.launcher.tasks_per_node == 8
 
 
-def test_ddp_cpu_test_metrics_equal_single_process(tmp_path):
+def test_ddp_cpu_test_metrics_equal_single_process(tmp_path, one_thread):
     base = ["debug=fast", "logger=none", "callbacks=default", "callbacks.progress_bar=null"]
-    cli("train.py", *base, f"hydra.run.dir={tmp_path / 'fit'}")
+    train(compose_train(base, tmp_path / "fit"))
     ckpt = tmp_path / "fit" / "checkpoints" / "last.ckpt"
     results = {}
     for trainer in ("default", "ddp_cpu"):
         run_dir = tmp_path / trainer
-        cli("train.py", *base, f"trainer={trainer}", "train=false", f"ckpt_path={ckpt}", "trainer.limit_test_batches=1.0",
-            "data.eval_batch_size=1000", f"hydra.run.dir={run_dir}")
+        proc = cli("train.py", *base, f"trainer={trainer}", "train=false", f"ckpt_path={ckpt}", "trainer.limit_test_batches=1.0",
+                   "data.eval_batch_size=1000", f"hydra.run.dir={run_dir}")
+        assert ("Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in proc.stderr) == (trainer == "ddp_cpu"), proc.stderr[-2000:]
         results[trainer] = json.loads((run_dir / "metrics.json").read_text())
         assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == sorted(["fit", *results])  # no per-rank run dirs
     assert results["ddp_cpu"]["test/ktau"] == results["default"]["test/ktau"]
