@@ -20,9 +20,10 @@ from conftest import compose_train
 from nasrank.benchmarks import analognas, nats, nbgraph
 from nasrank.benchmarks.cache import cached_arrays, fingerprint
 from nasrank.benchmarks.nats import load_nats_dir, load_nats_pth
-from nasrank.data import images
-from nasrank.errors import ConfigError, UnsafePickleError
+from nasrank.errors import ConfigError, CorruptDataError, UnsafePickleError
+from nasrank.ranker import Ranker
 from nasrank.spaces.nb201 import SPACE
+from nasrank.supernet import images
 from nasrank.training import train
 
 ARCH = SPACE.from_index(0).to_str()
@@ -113,7 +114,12 @@ LOADERS: dict[str, tuple[Callable[[Path, Any], Any], type]] = {
                                                                   tmp / "run")), ConfigError),
     "checkpoint (init_from)": (lambda tmp, p: train(compose_train(["debug=fast", f"init_from={torch_file(tmp / 'e.ckpt', {'state_dict': p})}"],
                                                                   tmp / "run")), ConfigError),
+    "ranker artifact": (lambda tmp, p: Ranker.load(torch_file(tmp / "ranker.pt", {"format": "nasrank.ranker", "format_version": 1, "members": p})), CorruptDataError),
 }
+
+#: what the torch-read files (checkpoints, ranker artifacts) say instead of naming the refused global
+TORCH_REFUSALS = {ConfigError: "is not a readable nasrank checkpoint (UnpicklingError)",
+                  CorruptDataError: "is not a nasrank ranker artifact: torch.load(weights_only=True) refused it"}
 
 
 @pytest.mark.parametrize("payload", PAYLOADS)
@@ -134,10 +140,10 @@ def test_loader_refuses_payload_in_one_line(loader, payload, tmp) -> None:
         call(tmp, build(marker, tmp))
     message = str(info.value)
     assert "\n" not in message, message
-    if error is UnsafePickleError:  # our loaders name the refused global; checkpoints say the file is unreadable
+    if error is UnsafePickleError:  # our loaders name the refused global; checkpoints and artifacts say the file is refused
         assert re.search(f"refused to load global {refused}: not in the allow-list of this loader", message), message
     else:
-        assert "is not a readable nasrank checkpoint (UnpicklingError)" in message, message
+        assert TORCH_REFUSALS[error] in message, message
     assert not marker.exists()
 
 
@@ -167,7 +173,8 @@ class Spied(Exception):
     (analognas, lambda tmp: analognas.load_analognas(path=touch(tmp / "x.anb"), cache_dir=tmp / "c"), NUMPY,
      {("analognasbench.data", "Architecture"), ("analognasbench.data", "DriftMeasurement")}),
     (images, lambda tmp: images.load_cifar(cifar_dir(tmp, None), "cifar10"), NUMPY, set()),
-    (nats, lambda tmp: load_nats_dir(nats_dir(tmp / "nats", None, in_meta=True), cache_dir=tmp / "c"), NUMPY | {("collections", "OrderedDict")}, set()),
+    (nats, lambda tmp: load_nats_dir(nats_dir(tmp / "nats", None, in_meta=True), cache_dir=tmp / "c"),
+     NUMPY | {("collections", "OrderedDict")}, set()),
 ], ids=["nas-bench-graph", "analognas", "images", "nats dir"])
 def test_allow_lists_are_pinned(module, call, allowed, stand_ins, tmp, monkeypatch) -> None:
     """The exact globals each loader lets a pickle name: numpy's array/scalar rebuilders (and, for the
