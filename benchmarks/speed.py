@@ -32,7 +32,11 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from nasrank.benchmarks.cache import write_atomic
+from nasrank.benchmarks.nb201_table import load_nb201_table
 from nasrank.cli import CONF_DIR
+from nasrank.encodings.cost import arch_costs, node_costs
+from nasrank.encodings.graph import dense_graphs
+from nasrank.spaces import nb101, nb201
 from nasrank.training import score_rows, train
 from ranking import LIGHTNING_OVERRIDES, RESULTS
 
@@ -69,11 +73,6 @@ def timed_search(sampler: str, out: str) -> float:
 def timed_tables(cache_dir: str) -> dict[str, float]:
     """Seconds to load the NB201 table from a warm cache, to enumerate NB101, and to cost every node
     of every cell of both spaces."""
-    from nasrank.benchmarks.nb201_table import load_nb201_table
-    from nasrank.encodings.cost import arch_costs, node_costs
-    from nasrank.encodings.graph import dense_graphs
-    from nasrank.spaces import nb101, nb201
-
     load_nb201_table(cache_dir=cache_dir)  # the cold load fills the cache
     start = time.perf_counter()
     load_nb201_table(cache_dir=cache_dir)
