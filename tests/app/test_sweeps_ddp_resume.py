@@ -20,8 +20,13 @@ from nasrank.errors import ConfigError
 from nasrank.training import resolve_ckpt, train
 
 
-def cli(script: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WANDB_MODE": "offline"}
+#: one torch thread per process, as the `one_thread` fixture gives this process: runs in a child and
+#: in process then compute bit for bit the same
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
+
+
+def cli(script: str, *args: str, timeout: int = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "offline", **(env or {})}
     env.pop("HYDRA_FULL_ERROR", None)
     proc = subprocess.run([sys.executable, str(REPO_ROOT / script), *args], capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -73,9 +78,12 @@ def test_ddp_cpu_test_metrics_equal_single_process(tmp_path, one_thread):
     results = {}
     for trainer in ("default", "ddp_cpu"):
         run_dir = tmp_path / trainer
-        proc = cli("train.py", *base, f"trainer={trainer}", "train=false", f"ckpt_path={ckpt}", "trainer.limit_test_batches=1.0",
-                   "data.eval_batch_size=1000", f"hydra.run.dir={run_dir}")
-        assert ("Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in proc.stderr) == (trainer == "ddp_cpu"), proc.stderr[-2000:]
+        overrides = [*base, f"trainer={trainer}", "train=false", f"ckpt_path={ckpt}", "trainer.limit_test_batches=1.0", "data.eval_batch_size=1000"]
+        if trainer == "cpu":
+            train(compose_train(overrides, run_dir))
+        else:
+            proc = cli("train.py", *overrides, f"hydra.run.dir={run_dir}", env=ONE_THREAD)
+            assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in proc.stderr, proc.stderr[-2000:]
         results[trainer] = json.loads((run_dir / "metrics.json").read_text())
         assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == sorted(["fit", *results])  # no per-rank run dirs
     assert results["ddp_cpu"]["test/ktau"] == results["default"]["test/ktau"]
@@ -101,7 +109,7 @@ def test_ddp_cpu_fit_equals_the_single_process_fit_of_its_batches(tmp_path, one_
     MSE, no dropout or batch norm) that equals one process fitting batches of 2B in the order L[p]."""
     # every test row: a limited test epoch would be 1 batch per rank, i.e. twice the rows under DDP
     args = [*(a for a in SMALL_FIT if "limit_test_batches" not in a), "+trainer.limit_test_batches=1.0", "trainer.max_epochs=3"]
-    proc = cli("train.py", *args, "trainer=ddp_cpu", "data.batch_size=8", f"hydra.run.dir={tmp_path / 'ddp'}")
+    proc = cli("train.py", *args, "trainer=ddp_cpu", "data.batch_size=8", f"hydra.run.dir={tmp_path / 'ddp'}", env=ONE_THREAD)
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in proc.stderr, proc.stderr[-2000:]
     assert torch.load(tmp_path / "ddp" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 3 * 64 // (2 * 8)
     ddp = last_weights(tmp_path / "ddp")
@@ -149,13 +157,13 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
-def test_kill_while_writing_last_ckpt_resumes_to_the_uninterrupted_weights(tmp_path):
+def test_kill_while_writing_last_ckpt_resumes_to_the_uninterrupted_weights(tmp_path, one_thread):
     args = [*SMALL_FIT, "data.batch_size=16", "trainer.max_epochs=4"]
-    cli("train.py", *args, f"hydra.run.dir={tmp_path / 'full'}")
+    train(compose_train(args, tmp_path / "full"))
     killed, writing, scratch = tmp_path / "killed", tmp_path / "writing", tmp_path / "scratch"
     scratch.mkdir()  # the checkpoint writer's temp files (mkstemp: tmp*) go here, so the half-written one can be seen
     proc = subprocess.Popen([sys.executable, "-c", SLOW_CHECKPOINT_CHILD, str(writing), "3", str(REPO_ROOT / "train.py"), *args,
-                             f"hydra.run.dir={killed}"], cwd=REPO_ROOT, env={**os.environ, "TMPDIR": str(scratch)},
+                             f"hydra.run.dir={killed}"], cwd=REPO_ROOT, env={**os.environ, **ONE_THREAD, "TMPDIR": str(scratch)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     while not writing.exists() and proc.poll() is None and time.time() < deadline:
@@ -175,7 +183,7 @@ def test_kill_while_writing_last_ckpt_resumes_to_the_uninterrupted_weights(tmp_p
     with pytest.raises(ConfigError, match=r"checkpoint \S+/damaged/checkpoints/last.ckpt is not a readable nasrank checkpoint \(\w+\)$"):
         train(compose_train([*args, "ckpt_path=last"], damaged))
     before = {p.name: p.stat().st_mtime_ns for p in (killed / "checkpoints").glob("epoch_*.ckpt")}
-    proc = cli("train.py", *args, f"hydra.run.dir={killed}", "ckpt_path=last")
+    proc = cli("train.py", *args, f"hydra.run.dir={killed}", "ckpt_path=last", env=ONE_THREAD)
     assert f"Restoring states from the checkpoint path at {killed / 'checkpoints' / 'last.ckpt'}" in proc.stderr, proc.stderr[-2000:]
     after = {p.name: p.stat().st_mtime_ns for p in (killed / "checkpoints").glob("epoch_*.ckpt")}
     # a fresh fit would reach the same weights too (same seed); only a resume leaves epochs 0-1 unwritten
