@@ -40,7 +40,7 @@ def test_every_option_composes(group, tmp_path):
 def test_loss_option_is_the_loss_trained_on(loss, tmp_path):
     """`loss=<name>` is the loss the model minimises: its training loss equals that loss, built on its
     own from conf/loss, of the model's scores, and (but for mse) differs from the default MSE's."""
-    cfg = compose_train(["debug=fast", f"loss={loss}"], tmp_path)
+    cfg = compose_train(["debug=fast", "model=regressor", f"loss={loss}"], tmp_path)
     dm = instantiate(cfg.data)
     model = instantiate(cfg.model, data_info=dm.data_info())
     reference = instantiate(OmegaConf.load(CONF / "loss" / f"{loss}.yaml"))

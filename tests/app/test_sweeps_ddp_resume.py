@@ -79,7 +79,7 @@ def test_ddp_cpu_test_metrics_equal_single_process(tmp_path, one_thread):
     for trainer in ("default", "ddp_cpu"):
         run_dir = tmp_path / trainer
         overrides = [*base, f"trainer={trainer}", "train=false", f"ckpt_path={ckpt}", "trainer.limit_test_batches=1.0", "data.eval_batch_size=1000"]
-        if trainer == "cpu":
+        if trainer == "default":
             train(compose_train(overrides, run_dir))
         else:
             proc = cli("train.py", *overrides, f"hydra.run.dir={run_dir}", env=ONE_THREAD)
