@@ -8,6 +8,8 @@ Measures, in one process with `--threads` torch threads (2 = this project's refe
   and with the NB101 ensembles chosen on validation in BENCHMARKS.md (NAR x3 + directed GIN at 424 cells;
   ReNAS CNN + 3 directed GINs at 4,236), every member after one step;
 - wall time of `python search.py sampler=<nar_tier|topk> data=nb201_cifar100 budget=150 seed=0` (in process);
+- loading the NB201 table from a warm cache, enumerating the 423,624 NB101 cells, and the analytic
+  FLOPs/params of every node of every NB201 and NB101 cell (`encodings/cost.py`);
 - the process's peak RSS.
 Writes `benchmarks/results/speed.json` and `speed.md` (included by make_report.py).
 
@@ -30,13 +32,19 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from nasrank.benchmarks.cache import write_atomic
+from nasrank.benchmarks.nb201_table import load_nb201_table
 from nasrank.cli import CONF_DIR
+from nasrank.encodings.cost import arch_costs, node_costs
+from nasrank.encodings.graph import dense_graphs
+from nasrank.spaces import nb101, nb201
 from nasrank.training import score_rows, train
 from ranking import LIGHTNING_OVERRIDES, RESULTS
 
 TARGETS = {"nar_nb201_fit_s": 60.0, "nar_nb201_score_s": 2.0, "nar_nb101_score_s": 60.0, "renas_nb101_score_s": 60.0,
            "nar_ensemble_nb101_score_s": 60.0, "renas_ensemble_nb101_score_s": 60.0,
-           "search_nar_tier_s": 120.0, "search_topk_s": 120.0, "peak_rss_gib": 4.0}
+           "search_nar_tier_s": 120.0, "search_topk_s": 120.0, "nb201_warm_load_s": 0.5, "nb201_space_costs_s": 2.0,
+           "nb101_enumerate_s": 300.0, "nb101_space_costs_s": 60.0,
+           "peak_rss_gib": 4.0}
 
 
 def timed_run(overrides: list[str], out: str) -> tuple[float, float]:
@@ -62,6 +70,26 @@ def timed_search(sampler: str, out: str) -> float:
     return time.perf_counter() - start
 
 
+def timed_tables(cache_dir: str) -> dict[str, float]:
+    """Seconds to load the NB201 table from a warm cache, to enumerate NB101, and to cost every node
+    of every cell of both spaces."""
+    load_nb201_table(cache_dir=cache_dir)  # the cold load fills the cache
+    start = time.perf_counter()
+    load_nb201_table(cache_dir=cache_dir)
+    result = {"nb201_warm_load_s": time.perf_counter() - start}
+    start = time.perf_counter()
+    spaces = {"nb101": list(nb101.SPACE.enumerate())}
+    result["nb101_enumerate_s"] = time.perf_counter() - start
+    spaces["nb201"] = list(nb201.SPACE.enumerate())
+    for name, space in (("nb201", nb201.SPACE), ("nb101", nb101.SPACE)):
+        graphs = dense_graphs(spaces[name], space)
+        start = time.perf_counter()
+        node_costs(name, graphs.ops, graphs.adj, "cifar10")
+        arch_costs(name, graphs.ops, graphs.adj, "cifar10")
+        result[f"{name}_space_costs_s"] = time.perf_counter() - start
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=2)
@@ -77,8 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         _, renas_ens = timed_run(["model=renas", *nb101, "data.n_train=4236", "ensemble=renas_dgin",
                                   *(f"+model@ensemble.members.dgin{i}=renas_dgin" for i in (2, 3))], f"{tmp}/e")
         searches = {f"search_{s}_s": timed_search(s, f"{tmp}/{s}") for s in ("nar_tier", "topk")}
+        tables = timed_tables(f"{tmp}/cache")
     result = {"nar_nb201_fit_s": fit, "nar_nb201_score_s": score201, "nar_nb101_score_s": score101, "renas_nb101_score_s": renas101,
-              "nar_ensemble_nb101_score_s": nar_ens, "renas_ensemble_nb101_score_s": renas_ens, **searches,
+              "nar_ensemble_nb101_score_s": nar_ens, "renas_ensemble_nb101_score_s": renas_ens, **searches, **tables,
               "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "threads": args.threads,
               "machine": f"{platform.machine()}, {os.cpu_count()} cores", "load_avg_1min": round(os.getloadavg()[0], 2),
               "date": time.strftime("%Y-%m-%d %H:%M")}
@@ -92,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
              "renas_ensemble_nb101_score_s": "ReNAS CNN + 3 directed GINs score all 423,624 NB101 cells",
              "search_nar_tier_s": "search.py sampler=nar_tier data=nb201_cifar100 budget=150",
              "search_topk_s": "search.py sampler=topk data=nb201_cifar100 budget=150",
+             "nb201_warm_load_s": "NB201 table from a warm cache", "nb201_space_costs_s": "FLOPs/params of every node of all 15,625 NB201 cells",
+             "nb101_enumerate_s": "enumerate all 423,624 NB101 cells",
+             "nb101_space_costs_s": "FLOPs/params of every node of all 423,624 NB101 cells",
              "peak_rss_gib": "peak RSS of the whole run (GiB)"}
     lines += [f"| {names[k]} | {result[k]:.2f} | ≤ {t:g} | {'yes' if result[k] <= t else 'no'} |" for k, t in TARGETS.items()]
     write_atomic(RESULTS.parent / "speed.md", ("\n".join(lines) + "\n").encode())

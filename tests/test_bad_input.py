@@ -12,7 +12,7 @@ import pickle
 import re
 import subprocess
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,7 @@ import pytest
 from conftest import NB101_CSV, NB201_CSV, needs_nb101, needs_nb201
 
 from nasrank.benchmarks.analognas import load_analognas
+from nasrank.benchmarks.benchmark import Benchmark
 from nasrank.benchmarks.nb101 import load_nb101_table
 from nasrank.benchmarks.nb201_table import load_nb201_table
 from nasrank.benchmarks.nbgraph import default_path, load_nbgraph
@@ -33,15 +34,21 @@ from nasrank.spaces.nbgraph import SPACE as NBG, NBGraphArch
 
 CONV3, CONV1, POOL = "conv3x3-bn-relu", "conv1x1-bn-relu", "maxpool3x3"
 LINE = [[0, 1], [0, 0]]
+TARGET = "cifar10/baseline_acc"
 
 
 class _Evil:
+    """Pickles as os.system(`command`): loading it with a plain unpickler runs the command."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
     def __reduce__(self):
-        return (os.system, ("touch /tmp/nasrank_pwned_marker",))
+        return (os.system, (self.command,))
 
 
 def _nb101(matrix, ops):
-    return lambda: NB101Arch(tuple(map(tuple, matrix)), tuple(ops))
+    return NB101Arch(tuple(map(tuple, matrix)), tuple(ops))
 
 
 def _chain(n):
@@ -53,66 +60,69 @@ def analog(tmp_path_factory):
     return load_analognas(cache_dir=tmp_path_factory.mktemp("c"))
 
 
-def _dm(bench, target="cifar10/baseline_acc", **kw):
-    return lambda: ArchRankDataModule(bench, target, **kw)
+@dataclass
+class Inputs:
+    """What the API cases read: the embedded table, bad variants of it and bad files under `tmp`."""
+
+    tmp: Path
+    analog: Benchmark
+
+    def with_target(self, value: float) -> Benchmark:
+        """The table with one target column whose row 3 is `value` (NaN, inf)."""
+        column = np.where(np.arange(len(self.analog)) == 3, value, 1.0)
+        return replace(self.analog, targets={"cifar10/x": column}, _index=None)
+
+    def file(self, name: str, data: bytes) -> Path:
+        (path := self.tmp / name).write_bytes(data)
+        return path
 
 
-def api_cases(tmp: Path, analog) -> list[tuple[str, object, str]]:
-    """(name, zero-arg callable, regex the one-line message must match)."""
-    half_pickle = tmp / "half.bench"
-    half_pickle.write_bytes(default_path("proteins").read_bytes()[:1000])
-    evil = tmp / "evil.pkl"
-    evil.write_bytes(pickle.dumps([_Evil()]))
-    empty = tmp / "empty.csv"
-    empty.write_text("")
-    nan_bench = replace(analog, targets={"cifar10/x": np.where(np.arange(len(analog)) == 3, np.nan, 1.0)}, _index=None)
-    inf_bench = replace(analog, targets={"cifar10/x": np.where(np.arange(len(analog)) == 3, np.inf, 1.0)}, _index=None)
-    return [
-        ("nb201 unknown op", lambda: NB201.from_str("|conv_7x7~0|+|none~0|none~1|+|none~0|none~1|none~2|"), "conv_7x7.*allowed"),
-        ("nb201 misspelt op", lambda: NB201.from_str("|nor_conv3x3~0|+|none~0|none~1|+|none~0|none~1|none~2|"), "nor_conv3x3.*allowed"),
-        ("nb201 two nodes", lambda: NB201.from_str("|none~0|+|none~0|none~1|"), "expected 3"),
-        ("nb201 wrong edge count in node", lambda: NB201.from_str("|none~0|+|none~0|+|none~0|none~1|none~2|"), "node 2"),
-        ("nb201 bad source index", lambda: NB201.from_str("|none~0|+|none~0|none~2|+|none~0|none~1|none~2|"), "op~1"),
-        ("nb201 index out of range", lambda: NB201Arch.from_index(15625), "0..15624"),
-        ("nb201 op tuple length", lambda: NB201Arch(("none",) * 5), "6 edge ops"),
-        ("nb101 unknown op", _nb101(_chain(3), ["input", "conv5x5", "output"]), "conv5x5"),
-        ("nb101 cycle", _nb101([[0, 1, 0], [0, 0, 1], [0, 1, 0]], ["input", CONV3, "output"]), "triangular|cycl"),
-        ("nb101 no path", _nb101([[0, 1, 0], [0, 0, 0], [0, 0, 0]], ["input", CONV3, "output"]), "path"),
-        ("nb101 eight vertices", _nb101(_chain(8), ["input"] + [CONV3] * 6 + ["output"]), "7"),
-        ("nb101 ten edges", _nb101([[1 if j > i else 0 for j in range(7)] for i in range(7)], ["input"] + [CONV1] * 5 + ["output"]), "9"),
-        ("nb101 not square", _nb101([[0, 1, 0], [0, 0]], ["input", "output"]), "square|rows"),
-        ("nb101 output not last", _nb101(LINE, ["output", "input"]), "input|output"),
-        ("nbgraph key out of range", lambda: NBGraphArch.from_key(123456), "out of range"),
-        ("nbgraph unknown op", lambda: NBG.from_str("link:1|gcn,gcn,gcn,mlp"), "mlp.*allowed"),
-        ("nbgraph link out of range", lambda: NBGraphArch(9, ("gcn",) * 4), "0..8"),
-        ("unknown nbgraph dataset", lambda: load_nbgraph("cora2"), "allowed: cora"),
-        ("unknown target", _dm(analog, "cifar10/acc"), "unknown target 'cifar10/acc'.*allowed"),
-        ("missing data dir", lambda: load_nb201_table(data_dir=tmp / "none"), "not found at .*NASRANK_DATA_DIR"),
-        ("missing nb101 file", lambda: load_nb101_table(data_dir=tmp / "none"), "not found"),
-        ("empty table", lambda: load_nb201_table(path=empty), "empty"),
-        ("half a pickle", lambda: load_nbgraph("proteins", path=half_pickle), "truncated or corrupt"),
-        ("disallowed pickle global", lambda: safe_load(evil), "refused.*system"),
-        ("NaN targets", _dm(nan_bench, "cifar10/x"), "NaN"),
-        ("inf targets", _dm(inf_bench, "cifar10/x"), "NaN/inf"),
-        ("n_train larger than space", _dm(analog, n_train=20000), "fewer than 2 test rows"),
-        ("n_train zero", _dm(analog, n_train=0), "too small"),
-        ("n_val negative", _dm(analog, n_val=-1), "negative"),
-        ("n_train bad fraction", _dm(analog, n_train=1.7), "fraction"),
-        ("unknown tensor encoding", _dm(analog, tensors=["transformer"]), "allowed: renas, nar"),
-        ("zero tiers", _dm(analog, num_tiers=0), "num_tiers"),
-    ]
+#: (name, the call given the `Inputs`, regex its one-line message must match)
+API_CASES = [
+    ("nb201 unknown op", lambda i: NB201.from_str("|conv_7x7~0|+|none~0|none~1|+|none~0|none~1|none~2|"), "conv_7x7.*allowed"),
+    ("nb201 misspelt op", lambda i: NB201.from_str("|nor_conv3x3~0|+|none~0|none~1|+|none~0|none~1|none~2|"), "nor_conv3x3.*allowed"),
+    ("nb201 two nodes", lambda i: NB201.from_str("|none~0|+|none~0|none~1|"), "expected 3"),
+    ("nb201 wrong edge count in node", lambda i: NB201.from_str("|none~0|+|none~0|+|none~0|none~1|none~2|"), "node 2"),
+    ("nb201 bad source index", lambda i: NB201.from_str("|none~0|+|none~0|none~2|+|none~0|none~1|none~2|"), "op~1"),
+    ("nb201 index out of range", lambda i: NB201Arch.from_index(15625), "0..15624"),
+    ("nb201 op tuple length", lambda i: NB201Arch(("none",) * 5), "6 edge ops"),
+    ("nb101 unknown op", lambda i: _nb101(_chain(3), ["input", "conv5x5", "output"]), "conv5x5"),
+    ("nb101 cycle", lambda i: _nb101([[0, 1, 0], [0, 0, 1], [0, 1, 0]], ["input", CONV3, "output"]), "triangular|cycl"),
+    ("nb101 no path", lambda i: _nb101([[0, 1, 0], [0, 0, 0], [0, 0, 0]], ["input", CONV3, "output"]), "path"),
+    ("nb101 eight vertices", lambda i: _nb101(_chain(8), ["input"] + [CONV3] * 6 + ["output"]), "7"),
+    ("nb101 ten edges", lambda i: _nb101([[1 if j > k else 0 for j in range(7)] for k in range(7)], ["input"] + [CONV1] * 5 + ["output"]), "9"),
+    ("nb101 not square", lambda i: _nb101([[0, 1, 0], [0, 0]], ["input", "output"]), "square|rows"),
+    ("nb101 output not last", lambda i: _nb101(LINE, ["output", "input"]), "input|output"),
+    ("nbgraph key out of range", lambda i: NBGraphArch.from_key(123456), "out of range"),
+    ("nbgraph unknown op", lambda i: NBG.from_str("link:1|gcn,gcn,gcn,mlp"), "mlp.*allowed"),
+    ("nbgraph link out of range", lambda i: NBGraphArch(9, ("gcn",) * 4), "0..8"),
+    ("unknown nbgraph dataset", lambda i: load_nbgraph("cora2"), "allowed: cora"),
+    ("unknown target", lambda i: ArchRankDataModule(i.analog, "cifar10/acc"), "unknown target 'cifar10/acc'.*allowed"),
+    ("missing data dir", lambda i: load_nb201_table(data_dir=i.tmp / "none"), "not found at .*NASRANK_DATA_DIR"),
+    ("missing nb101 file", lambda i: load_nb101_table(data_dir=i.tmp / "none"), "not found"),
+    ("empty table", lambda i: load_nb201_table(path=i.file("empty.csv", b"")), "empty"),
+    ("half a pickle", lambda i: load_nbgraph("proteins", path=i.file("half.bench", default_path("proteins").read_bytes()[:1000])),
+     "truncated or corrupt"),
+    ("disallowed pickle global", lambda i: safe_load(i.file("evil.pkl", pickle.dumps([_Evil(f"touch {i.tmp / 'pwned'}")]))),
+     "refused.*system"),
+    ("NaN targets", lambda i: ArchRankDataModule(i.with_target(np.nan), "cifar10/x"), "NaN"),
+    ("inf targets", lambda i: ArchRankDataModule(i.with_target(np.inf), "cifar10/x"), "NaN/inf"),
+    ("n_train larger than space", lambda i: ArchRankDataModule(i.analog, TARGET, n_train=20000), "fewer than 2 test rows"),
+    ("n_train zero", lambda i: ArchRankDataModule(i.analog, TARGET, n_train=0), "too small"),
+    ("n_val negative", lambda i: ArchRankDataModule(i.analog, TARGET, n_val=-1), "negative"),
+    ("n_train bad fraction", lambda i: ArchRankDataModule(i.analog, TARGET, n_train=1.7), "fraction"),
+    ("unknown tensor encoding", lambda i: ArchRankDataModule(i.analog, TARGET, tensors=["transformer"]), "allowed: renas, nar"),
+    ("zero tiers", lambda i: ArchRankDataModule(i.analog, TARGET, num_tiers=0), "num_tiers"),
+]
 
 
-def test_api_bad_inputs(tmp_path, analog):
-    cases = api_cases(tmp_path, analog)
-    assert len(cases) >= 30
-    for name, call, pattern in cases:
-        with pytest.raises(NasrankError) as info:
-            call()
-        message = str(info.value)
-        assert "\n" not in message, name
-        assert re.search(pattern, message), f"{name}: {message!r} does not match {pattern!r}"
-    assert not Path("/tmp/nasrank_pwned_marker").exists()
+@pytest.mark.parametrize("call, pattern", [case[1:] for case in API_CASES], ids=[case[0] for case in API_CASES])
+def test_api_bad_input(call, pattern, tmp_path, analog):
+    with pytest.raises(NasrankError) as info:
+        call(Inputs(tmp_path, analog))
+    message = str(info.value)
+    assert "\n" not in message and re.search(pattern, message), f"{message!r} does not match {pattern!r}"
+    assert not (tmp_path / "pwned").exists()
 
 
 @needs_nb201
@@ -134,12 +144,12 @@ def test_nb101_truncated_gzip(tmp_path):
     (tmp_path / "nb101").mkdir()
     data = NB101_CSV.read_bytes()
     (tmp_path / "nb101" / NB101_CSV.name).write_bytes(data[: len(data) // 3])
-    with pytest.raises(NasrankError):
+    with pytest.raises(NasrankError, match=r"has sha256 \w+…, expected \w+… \(truncated or altered copy\); fetch it again"):
         load_nb101_table(data_dir=tmp_path, cache_dir=tmp_path / "cache")
     assert not (tmp_path / "cache").exists()
     with gzip.open(tmp_path / "x.csv.gz", "wt") as fh:
         fh.write("hash,ops\nabc,input|output\n")
-    with pytest.raises(NasrankError):
+    with pytest.raises(NasrankError, match="header 'hash,ops'; expected hash,ops,matrix,test_acc,flops"):
         load_nb101_table(path=tmp_path / "x.csv.gz", cache_dir=tmp_path / "cache")
 
 

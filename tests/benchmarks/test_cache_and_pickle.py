@@ -2,12 +2,17 @@
 
 import os
 import pickle
+import signal
+import subprocess
+import sys
+import time
 from multiprocessing import get_context
 
 import numpy as np
 import pytest
 
 from nasrank.benchmarks.cache import cached_arrays
+from nasrank.benchmarks.paths import REPO_ROOT
 from nasrank.benchmarks.safe_pickle import safe_load
 from nasrank.errors import CorruptDataError, UnsafePickleError
 
@@ -50,24 +55,87 @@ def test_failed_build_leaves_no_file(tmp_path):
     def boom():
         raise CorruptDataError("bad source")
 
-    with pytest.raises(CorruptDataError):
+    with pytest.raises(CorruptDataError, match="bad source"):
         cached_arrays("t", [src], boom, tmp_path / "c")
     assert not (tmp_path / "c").exists()
 
 
-def _race(args):
-    src, cache_dir, marker = args
-    return int(cached_arrays("t", [src], _build_counter(marker), cache_dir)["a"].sum())
+def _race(src, cache_dir, marker, barrier) -> None:
+    """One worker: wait for the other, then build a cache whose build takes a second."""
+
+    def slow_build():
+        arrays = _build_counter(marker)()
+        time.sleep(1.0)  # the other worker reaches the cache (ms after the barrier) long before this ends
+        return arrays
+
+    barrier.wait(timeout=60)
+    arrays = cached_arrays("t", [src], slow_build, cache_dir)
+    sys.exit(0 if int(arrays["a"].sum()) == 10 and list(arrays["s"]) == ["ab", "cd"] else 1)
 
 
 def test_two_processes_build_one_valid_cache(tmp_path):
+    """Both workers always overlap (a barrier, then a build far longer than the skew), so without the
+    lock both would build; with it the second waits and reuses the first one's file."""
     src, marker = tmp_path / "src.txt", tmp_path / "builds"
     src.write_text("v1")
-    with get_context("spawn").Pool(2) as pool:
-        results = pool.map(_race, [(src, tmp_path / "c", marker)] * 4)
-    assert results == [10] * 4
-    assert marker.read_text() == "x"  # the lock made the others wait and reuse it
+    ctx = get_context("spawn")
+    barrier = ctx.Barrier(2)
+    workers = [ctx.Process(target=_race, args=(src, tmp_path / "c", marker, barrier)) for _ in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=120)
+    assert [w.exitcode for w in workers] == [0, 0]
+    assert marker.read_text() == "x", "both workers built the cache"
+    assert [p.name for p in (tmp_path / "c").iterdir()] == [p.name for p in (tmp_path / "c").glob("t-*.npz")]
     assert len(list((tmp_path / "c").glob("*.npz"))) == 1
+
+
+#: A child that builds a cache and is SIGKILLed halfway through writing it: its file write stops after
+#: half the bytes and touches argv[3] so the test knows the kill lands mid-write.
+HALF_WRITE_CHILD = """
+import os, sys, time
+import numpy as np
+from nasrank.benchmarks.cache import cached_arrays
+from nasrank.benchmarks.paths import REPO_ROOT
+
+real_fdopen = os.fdopen
+
+class HalfThenHang:
+    def __init__(self, fh):
+        self.fh = fh
+    def __enter__(self):
+        return self
+    def __exit__(self, *exc):
+        return self.fh.__exit__(*exc)
+    def write(self, data):
+        self.fh.write(data[: len(data) // 2])
+        self.fh.flush()
+        open(sys.argv[3], "w").close()
+        time.sleep(600)
+
+os.fdopen = lambda fd, mode="r", *a, **k: HalfThenHang(real_fdopen(fd, mode, *a, **k))
+cached_arrays("t", [sys.argv[1]], lambda: {"a": np.arange(5), "s": np.array(["ab", "cd"])}, sys.argv[2])
+"""
+
+
+def test_kill_during_cache_write_leaves_no_cache_and_next_load_rebuilds(tmp_path):
+    src, cache_dir, writing, marker = tmp_path / "src.txt", tmp_path / "c", tmp_path / "writing", tmp_path / "builds"
+    src.write_text("v1")
+    child = subprocess.Popen([sys.executable, "-c", HALF_WRITE_CHILD, str(src), str(cache_dir), str(writing)], cwd=REPO_ROOT)
+    deadline = time.time() + 120
+    while not writing.exists() and child.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    assert writing.exists(), "the child never started writing its cache"
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    (partial,) = list(cache_dir.iterdir())
+    assert partial.name.endswith(".tmp") and partial.stat().st_size > 0, "the kill landed mid-write of a temp file"
+    assert not list(cache_dir.glob("*.npz")), "a half-written file sits where the cache is read from"
+    out = cached_arrays("t", [src], _build_counter(marker), cache_dir)
+    again = cached_arrays("t", [src], _build_counter(marker), cache_dir)
+    assert marker.read_text() == "x", "the load after the kill rebuilt once, then reused the rebuilt cache"
+    assert list(out["a"]) == list(again["a"]) == [0, 1, 2, 3, 4] and list(again["s"]) == ["ab", "cd"]
 
 
 class _Evil:

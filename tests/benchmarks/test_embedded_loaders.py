@@ -1,7 +1,6 @@
 """Loaders of the NB201 shared table and the two PyPI benchmarks, on the real data."""
 
 import shutil
-import time
 
 import numpy as np
 import pytest
@@ -27,11 +26,11 @@ def test_nb201_table_best_values_and_order(tmp_path):
 
 
 @needs_nb201
-def test_nb201_cached_load_is_fast_and_identical(tmp_path):
+def test_nb201_cached_load_is_identical(tmp_path):
+    """Its speed is a row of benchmarks/speed.py (nb201_warm_load_s), not a bound here."""
     cold = load_nb201_table(cache_dir=tmp_path)
-    start = time.perf_counter()
     warm = load_nb201_table(cache_dir=tmp_path)
-    assert time.perf_counter() - start < 0.5
+    assert len(list(tmp_path.glob("*.npz"))) == 1
     assert warm.archs == cold.archs
     assert all(np.array_equal(warm.targets[k], cold.targets[k]) for k in cold.targets)
 

@@ -123,8 +123,9 @@ def test_protobuf_fields():
     fields = list(iter_fields(blob))
     assert [(f, w) for f, w, _ in fields] == [(2, 0), (3, 1), (6, 2), (4, 5)]
     assert fields[0][2] == 300 and as_double(fields[1][2]) == 1.5 and fields[2][2] == b"xyz" and fields[3][2] == 1
-    for bad in (varint(1 << 3 | 3), varint(2 << 3) + b"\x80", message(6, b"xyz")[:-1], varint(3 << 3 | 1) + b"\x00"):
-        with pytest.raises(CorruptDataError):
+    for bad, error in ((varint(1 << 3 | 3), "unsupported wire type 3 for field 1"), (varint(2 << 3) + b"\x80", "truncated or overlong varint"),
+                       (message(6, b"xyz")[:-1], "field 6 claims 3 bytes, only 2 left"), (varint(3 << 3 | 1) + b"\x00", "truncated fixed64 field 3")):
+        with pytest.raises(CorruptDataError, match=error):
             list(iter_fields(bad))
 
 

@@ -46,7 +46,7 @@ def test_tiers_boundaries_ties_and_k():
     assert assign_tiers(np.array([th[0]]), th)[0] == 0  # a value on a boundary goes to the better tier
     assert assign_tiers(np.array([5.0, 5.0, 5.0]), tier_thresholds(np.full(10, 5.0), 5)).tolist() == [0, 0, 0]
     assert set(assign_tiers(train, tier_thresholds(train, 3))) == {0, 1, 2}
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="num_tiers=0; allowed: ≥ 1"):
         tier_thresholds(train, 0)
 
 

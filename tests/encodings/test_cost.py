@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import gzip
 import itertools
-import time
 
 import numpy as np
 import pytest
@@ -120,12 +119,11 @@ def test_nb201_matches_reference_network(dataset: str) -> None:
     assert max(errors) < RTOL
 
 
-def test_nb201_whole_space_fast() -> None:
+def test_nb201_whole_space() -> None:
+    """Its speed is a row of benchmarks/speed.py (nb201_space_costs_s), not a bound here."""
     ops, adj = dense_nb201(list(nb201.SPACE.enumerate()))
-    start = time.perf_counter()
     node_f, _ = node_costs("nb201", ops, adj, "cifar10")
     flops, _ = arch_costs("nb201", ops, adj, "cifar10")
-    assert time.perf_counter() - start < 2.0
     assert node_f.shape == (15_625, 15, 8)
     assert flops.min() == pytest.approx(7.78305) and flops.max() == pytest.approx(220.11969)
 
@@ -201,15 +199,12 @@ def test_nb101_reproduces_table_flops_on_first_rows() -> None:
 def test_nb101_whole_table() -> None:
     specs, table = read_nb101_table(None)
     ops, adj = dense_nb101(specs)
-    start = time.perf_counter()
-    node_f, _ = node_costs("nb101", ops, adj, "cifar10")
+    node_f, _ = node_costs("nb101", ops, adj, "cifar10")  # its speed: benchmarks/speed.py, nb101_space_costs_s
     flops, _ = arch_costs("nb101", ops, adj, "cifar10")
-    seconds = time.perf_counter() - start
     rho = spearmanr(flops, table).statistic
     ratio = np.median(table / (flops * 1e6))
-    print(f"NB101 {len(table)} cells: costs {seconds:.1f} s, Spearman {rho:.6f}, median table/ours {ratio:.4f}")
+    print(f"NB101 {len(table)} cells: Spearman {rho:.6f}, median table/ours {ratio:.4f}")
     assert node_f.shape == (423_624, 9, 7)
-    assert seconds < 60.0
     assert rho >= 0.999
     np.testing.assert_array_equal(thop_flops(ops, adj), table)
 
@@ -252,5 +247,5 @@ def test_reference_networks_run_on_real_tensors() -> None:
     matrix = np.array([[0, 1, 1, 1], [0, 0, 1, 0], [0, 0, 0, 1], [0, 0, 0, 0]])
     net = NB101Network(matrix, ["input", "conv3x3-bn-relu", "maxpool3x3", "output"], stem_channels=6)
     assert net(x).shape == (2, 10)
-    with pytest.raises(InvalidArchError):
+    with pytest.raises(InvalidArchError, match="unknown NB101 op 'conv5x5'; allowed: input"):
         NB101Network(matrix, ["input", "conv5x5", "maxpool3x3", "output"])

@@ -83,4 +83,4 @@ def test_regressor_over_the_renas_cnn_fits_its_standardisation(tmp_path) -> None
     metrics, objs = train(cfg)
     enc = objs["model"].encoder
     assert isinstance(enc, ReNASCNNEncoder) and not torch.equal(enc.in_std, torch.ones_like(enc.in_std))
-    assert -1 <= metrics["test/ktau"] <= 1
+    assert metrics["test/ktau"] > 0.3, metrics["test/ktau"]  # seed 0: 0.49; untrained: -0.14

@@ -75,18 +75,25 @@ def test_ensemble_run_fits_members_apart_and_scores_as_one(tmp_path, one_thread)
     val = dm.split.val
     expected = kendall_rank_corrcoef(torch.from_numpy(score_rows(model, dm, val)), torch.from_numpy(dm.values[val]))
     assert metrics["val/ktau"] == pytest.approx(float(expected), abs=1e-5), "val/ktau is the ensemble's"
-    assert -1 <= metrics["test/ktau"] <= 1 and metrics["time/fit_s"] > 0
+    assert metrics["test/ktau"] > 0.3 and metrics["time/fit_s"] > 0, metrics["test/ktau"]  # seed 0: 0.45
     train_scores = score_rows(model, dm, dm.split.train)
     assert abs(np.mean(train_scores)) < 1e-4, "members are centred on the training rows"
-    for bad, message in ((["ckpt_path=last"], "cannot be combined"), (["train=false"], "cannot be combined"),
-                         (["+ensemble.trainer.gni.max_epochs=2"], r"ensemble.trainer names \['gni'\], which are not ensemble members"),
-                         (["+model@ensemble.members.model=regressor"], "name 'model' is reserved")):
-        with pytest.raises(ConfigError, match=message):
-            train(compose_train([*overrides, *bad], tmp_path / "bad"))
+
+
+@pytest.mark.parametrize("bad, message", [
+    (["ckpt_path=last"], "cannot be combined with ckpt_path, self_training or train=false"),
+    (["train=false"], "cannot be combined with ckpt_path, self_training or train=false"),
+    (["+ensemble.trainer.gni.max_epochs=2"], r"ensemble.trainer names \['gni'\], which are not ensemble members; allowed: \['renas_gin'\]"),
+    (["+model@ensemble.members.model=regressor"], "name 'model' is reserved for the run's model; rename it"),
+])
+def test_bad_ensemble_runs_are_refused_before_fitting(bad, message, tmp_path) -> None:
+    with pytest.raises(ConfigError, match=message):
+        train(compose_train(["debug=fast", "ensemble=renas_gin", *bad], tmp_path))
+    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "members").exists()
 
 
 def test_member_with_the_runs_encoding_reads_the_runs_batches(tmp_path, one_thread) -> None:
     overrides = ["debug=fast", "model=regressor", "ensemble=renas_gin", "ensemble.trainer.renas_gin.max_epochs=2"]
     metrics, objs = train(compose_train(overrides, tmp_path))
     assert objs["model"].views == {"model": None, "renas_gin": None}, "same data config: no second datamodule, no re-collate"
-    assert -1 <= metrics["test/ktau"] <= 1
+    assert metrics["test/ktau"] > 0.3, metrics["test/ktau"]  # seed 0: 0.41; the untrained GIN scores -0.43

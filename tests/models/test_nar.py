@@ -4,7 +4,6 @@ checkpoint round trip, and debug runs through Hydra with both encoders."""
 
 from __future__ import annotations
 
-import math
 from functools import partial
 
 import hydra
@@ -228,15 +227,21 @@ class TextLogger(CSVLogger):
         self.texts.append((key, columns, data))
 
 
+#: encoder -> seeded test-KTau floor of the run below; seed 0 reaches 0.46 (transformer), 0.59 (gin), 0.59 (mixed),
+#: while the same runs untrained score 0.21, 0.29 and 0.09
+NAR_FLOORS = {"transformer": 0.35, "gin": 0.4, "mixed": 0.35}
+
+
 @pytest.mark.parametrize("encoder", ["transformer", "gin", "mixed"])
-def test_debug_fast_train_with_each_encoder(encoder: str, tmp_path, monkeypatch) -> None:
-    overrides = ["debug=fast", "model=nar", "data=analognas_cifar10", "data.eval_batch_size=512", *SMALL]
+def test_debug_fast_train_with_each_encoder(encoder: str, tmp_path, one_thread) -> None:
+    overrides = ["debug=fast", "model=nar", "data=analognas_cifar10", "data.eval_batch_size=512", *SMALL, "data.n_train=256", "trainer.max_epochs=8"]
     overrides += {"transformer": [], "gin": ["model/encoder=gin"], "mixed": ["+model/encoder@model.extra_encoders.gin=gin"]}[encoder]
     cfg = compose_train(overrides, tmp_path)
     assert list(cfg.data.tensors) == ([] if encoder == "gin" else ["nar"])  # no NAR tokens built for a GIN alone
     metrics, objs = train(cfg)
     model = objs["model"]
-    assert -1 <= metrics["test/ktau"] <= 1 and 0 <= metrics["test/tier_acc"] <= 1 and "val/ktau" in metrics
+    assert metrics["test/ktau"] > NAR_FLOORS[encoder], metrics["test/ktau"]
+    assert 0 <= metrics["test/tier_acc"] <= 1 and "val/ktau" in metrics
     cm = model.test_tier_confusion
     assert cm.shape == (5, 5) and int(cm.sum()) == 2 * 512  # limit_test_batches=2 of 512 cells
     assert cm.diagonal().sum() / cm.sum() == pytest.approx(metrics["test/tier_acc"])
@@ -306,7 +311,9 @@ def test_experiment_recipes_compose(experiment, data, n_train, epochs, lam, tmp_
 
 
 @needs_nb201
-def test_nb201_experiment_debug_run(tmp_path) -> None:
-    cfg = compose_train(["experiment=nar_nb201", "data=nb201_cifar100", "debug=fast", "data.eval_batch_size=256", *SMALL], tmp_path)
+def test_nb201_experiment_debug_run(tmp_path, one_thread) -> None:
+    cfg = compose_train(["experiment=nar_nb201", "data=nb201_cifar100", "debug=fast", "data.eval_batch_size=256", *SMALL,
+                         "data.n_train=256", "trainer.max_epochs=8"], tmp_path)
     metrics, objs = train(cfg)
-    assert objs["datamodule"].hparams.target == "cifar100/test_acc" and -1 <= metrics["test/ktau"] <= 1
+    # seed 0 reaches 0.40; the same run untrained scores 0.22
+    assert objs["datamodule"].hparams.target == "cifar100/test_acc" and metrics["test/ktau"] > 0.3, metrics["test/ktau"]

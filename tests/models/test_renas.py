@@ -129,7 +129,8 @@ def test_fast_hydra_train_with_cnn_and_gin(encoder, tmp_path) -> None:
     if encoder != "cnn":  # renas_dgin: DirGNNConv layers, one GIN per edge direction, 5 of them
         assert [type(c).__name__ for c in model.encoder.convs] == (["DirGNNConv"] * 5 if encoder == "dgin" else ["GINConv"] * 3)
     assert isinstance(model.loss_fn, PairwiseLogistic)
-    assert -1 <= metrics["test/ktau"] <= 1 and np.isfinite(metrics["val/ktau"])
+    # seed 0 reaches 0.49 (cnn), 0.52 (gin), 0.56 (dgin); untrained, the same runs score -0.41..0.11
+    assert metrics["test/ktau"] > 0.3 and np.isfinite(metrics["val/ktau"]), metrics["test/ktau"]
     if encoder == "cnn":  # fitted on the 64 training cells at fit start, so not the identity any more
         assert not torch.equal(model.encoder.in_std, torch.ones_like(model.encoder.in_std))
 
@@ -162,4 +163,5 @@ def test_experiments_keep_the_paper_recipe(experiment, tmp_path) -> None:
 @pytest.mark.slow
 def test_fast_hydra_train_on_nb101(tmp_path) -> None:
     metrics, objs = train(compose_train(["debug=fast", "model=renas", "data=nb101_cifar10"], tmp_path))
-    assert objs["model"].encoder.shape == (19, 7, 7) and -1 <= metrics["test/ktau"] <= 1
+    # seed 0 reaches 0.23; the same run untrained scores 0.04
+    assert objs["model"].encoder.shape == (19, 7, 7) and metrics["test/ktau"] > 0.13, metrics["test/ktau"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import pickle
-import time
 
 import numpy as np
 import pytest
@@ -175,11 +174,9 @@ def test_enumeration_bounds_are_checked_eagerly():
 
 
 def test_full_enumeration():
-    start = time.perf_counter()
+    """Its speed is a row of benchmarks/speed.py (nb101_enumerate_s), not a bound here."""
     archs = list(SPACE.enumerate())
-    elapsed = time.perf_counter() - start
     assert len(archs) == NUM_CELLS == len(set(archs))
-    assert elapsed < 300, f"enumeration took {elapsed:.0f} s"
     sample = [archs[i] for i in np.random.default_rng(0).choice(len(archs), 300, replace=False)]
     assert all(a.canonical() == a for a in sample)
     assert len({a.iso_key() for a in sample}) == len(sample)

@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 
@@ -36,7 +38,12 @@ def test_bad_keys(key, part):
         NBGraphArch.from_key(key)
 
 
-@pytest.mark.parametrize("text", ["link:9|gcn,gcn,gcn,gcn", "gcn,gcn,gcn,gcn", "link:1|gcn,gcn,gcn", "link:1|gcn,gcn,gcn,mlp"])
-def test_bad_strings(text):
-    with pytest.raises(InvalidArchError):
+@pytest.mark.parametrize("text, error", [
+    ("link:9|gcn,gcn,gcn,gcn", "link index 9 out of range; allowed: 0..8"),
+    ("gcn,gcn,gcn,gcn", "expected 'link:<0-8>|op,op,op,op'"),
+    ("link:1|gcn,gcn,gcn", "needs 4 ops, got 3"),
+    ("link:1|gcn,gcn,gcn,mlp", "unknown NAS-Bench-Graph op 'mlp'; allowed: gat"),
+])
+def test_bad_strings(text, error):
+    with pytest.raises(InvalidArchError, match=re.escape(error)):
         SPACE.from_str(text)

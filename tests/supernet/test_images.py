@@ -67,7 +67,7 @@ def cifar10(tmp_path):
 
 def test_py2_batches_need_latin1():
     """The helper really writes Python-2 byte strings: the default ASCII decoding refuses them."""
-    with pytest.raises(UnicodeDecodeError):
+    with pytest.raises(UnicodeDecodeError, match="'ascii' codec can't decode byte"):
         pickle.loads(py2_pickle({"data": np.full((1, 3), 200, dtype=np.uint8)}))
 
 
