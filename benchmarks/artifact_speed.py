@@ -24,7 +24,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 
 from nasrank.artifact import FILENAME
-from nasrank.benchmarks.cache import write_atomic
+from nasrank.core import write_atomic
 from nasrank.cli import CONF_DIR
 from nasrank.training import train
 from ranking import LIGHTNING_OVERRIDES, RESULTS

@@ -6,7 +6,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from nasrank.benchmarks.paths import REPO_ROOT
+from nasrank.core import REPO_ROOT
 
 
 def portable(arg: str) -> str:

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nasrank.benchmarks.cache import write_atomic
+from nasrank.core import write_atomic
 from nasrank.metrics import ranking_metrics
 from nasrank.models.baselines import torch_threads
 from command_line import recorded_command

@@ -37,11 +37,11 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf, open_dict
 from scipy.stats import kendalltau
 
-from nasrank.benchmarks.paths import REPO_ROOT
 from nasrank.cli import CONF_DIR
+from nasrank.core import REPO_ROOT
+from nasrank.spaces.nb201 import OPS, NB201Arch
 from nasrank.supernet.landmarks import rank_spread
 from nasrank.supernet.truth import standalone_table
-from nasrank.spaces.nb201 import OPS, NB201Arch
 from nasrank.training import train
 
 from command_line import recorded_command

@@ -41,9 +41,8 @@ import lightning  # noqa: F401 - imported before its log levels are set (its imp
 import numpy as np
 import torch
 
-from nasrank.benchmarks.paths import REPO_ROOT
+from nasrank.core import ConfigError, REPO_ROOT
 from nasrank.cli import CONF_DIR, check_compose, check_group_overrides, user_error
-from nasrank.errors import ConfigError
 from nasrank.metrics import ranking_metrics
 from nasrank.models.baselines import BASELINES, torch_threads
 from command_line import recorded_command

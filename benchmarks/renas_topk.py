@@ -32,8 +32,7 @@ from hydra import compose, initialize_config_dir
 from scipy.stats import kendalltau
 
 import nasrank.cli  # noqa: F401 - registers the repo_root resolver used by conf/paths
-from nasrank.benchmarks.cache import write_atomic
-from nasrank.benchmarks.paths import REPO_ROOT
+from nasrank.core import REPO_ROOT, write_atomic
 from nasrank.training import train
 
 RESULTS = REPO_ROOT / "benchmarks" / "results"

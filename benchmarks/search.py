@@ -40,10 +40,8 @@ import numpy as np
 from hydra import compose, initialize_config_dir
 
 import nasrank.cli  # noqa: F401 - registers the repo_root resolver used by conf/paths
-from nasrank.benchmarks.cache import write_atomic
-from nasrank.benchmarks.paths import REPO_ROOT
+from nasrank.core import ConfigError, REPO_ROOT, write_atomic
 from nasrank.cli import CONF_DIR, check_compose, check_group_overrides, user_error
-from nasrank.errors import ConfigError
 from nasrank.search.plot import plot_regret_bands
 from nasrank.search.runner import search
 from command_line import recorded_command

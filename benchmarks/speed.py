@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from hydra import compose, initialize_config_dir
 
-from nasrank.benchmarks.cache import write_atomic
+from nasrank.core import write_atomic
 from nasrank.benchmarks.nb201_table import load_nb201_table
 from nasrank.cli import CONF_DIR
 from nasrank.encodings.cost import arch_costs, node_costs

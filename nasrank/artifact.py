@@ -19,9 +19,8 @@ import torch
 from torch import nn
 
 import nasrank
-from nasrank.benchmarks.cache import write_atomic
+from nasrank.core import ConfigError, CorruptDataError, write_atomic
 from nasrank.encodings.archs import EncodingSpec
-from nasrank.errors import ConfigError, CorruptDataError
 
 FORMAT = "nasrank.ranker"
 #: Bump when the layout changes; older nasrank versions refuse newer files with one line.

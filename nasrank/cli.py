@@ -17,8 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 
 from omegaconf import DictConfig, OmegaConf
 
-from nasrank.benchmarks.paths import REPO_ROOT
-from nasrank.errors import ConfigError, NasrankError
+from nasrank.core import ConfigError, NasrankError, REPO_ROOT
 
 CONF_DIR = REPO_ROOT / "conf"
 T = TypeVar("T")

@@ -21,9 +21,9 @@ import torch
 
 from nasrank import artifact
 from nasrank.artifact import Member
+from nasrank.core import ConfigError
 from nasrank.encodings.archs import EncodedArchs, EncodingSpec, as_encoded, representatives
 from nasrank.encodings.graph import DenseGraphs, dense_graphs
-from nasrank.errors import ConfigError
 from nasrank.models.ranker import score_batches
 from nasrank.spaces import Arch, Space, as_arch, get_space
 

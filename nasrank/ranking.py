@@ -10,9 +10,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
-from nasrank.benchmarks.cache import write_atomic
-from nasrank.benchmarks.paths import require_file
-from nasrank.errors import ConfigError, CorruptDataError
+from nasrank.core import ConfigError, CorruptDataError, require_file, write_atomic
 from nasrank.ranker import Ranker
 
 OUTPUT = "ranking.csv"

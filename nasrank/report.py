@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from nasrank.errors import NasrankError
+from nasrank.core import NasrankError
 
 DEFAULT_METRICS = ("test/ktau", "test/spearman", "val/ktau", "test/p@10", "time/fit_s")
 

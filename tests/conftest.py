@@ -13,7 +13,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
 import nasrank.cli  # noqa: F401 - registers the repo_root resolver used by conf/paths
-from nasrank.benchmarks.paths import REPO_ROOT, resolve_data_dir
+from nasrank.core import REPO_ROOT, resolve_data_dir
 
 DATA_DIR = resolve_data_dir()
 NB201_CSV = DATA_DIR / "nb201" / "nats_tss_200ep_test_acc.csv"

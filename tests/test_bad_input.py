@@ -24,10 +24,9 @@ from nasrank.benchmarks.benchmark import Benchmark
 from nasrank.benchmarks.nb101 import load_nb101_table
 from nasrank.benchmarks.nb201_table import load_nb201_table
 from nasrank.benchmarks.nbgraph import default_path, load_nbgraph
-from nasrank.benchmarks.paths import REPO_ROOT
 from nasrank.benchmarks.safe_pickle import safe_load
+from nasrank.core import NasrankError, REPO_ROOT
 from nasrank.data import ArchRankDataModule
-from nasrank.errors import NasrankError
 from nasrank.spaces.nb101 import NB101Arch
 from nasrank.spaces.nb201 import SPACE as NB201, NB201Arch
 from nasrank.spaces.nbgraph import SPACE as NBG, NBGraphArch

@@ -18,9 +18,8 @@ from conftest import skip_without_data
 from scipy.stats import kendalltau
 
 from nasrank.benchmarks.analognas import load_analognas
-from nasrank.benchmarks.paths import REPO_ROOT
+from nasrank.core import ConfigError, DataNotFoundError, REPO_ROOT
 from nasrank.encodings.onehot import onehot_features
-from nasrank.errors import ConfigError, DataNotFoundError
 from nasrank.models.baselines import GBDT, MLPEnsemble
 
 TARGET = "cifar10/baseline_acc"

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from nasrank.benchmarks.paths import REPO_ROOT
+from nasrank.core import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 from parallel import run_forked  # noqa: E402

@@ -18,7 +18,7 @@ from scipy.stats import kendalltau
 from nasrank import Ranker
 from nasrank.artifact import FILENAME
 from nasrank.benchmarks.analognas import load_analognas
-from nasrank.benchmarks.paths import REPO_ROOT
+from nasrank.core import REPO_ROOT
 from nasrank.training import ranker_of, train
 
 TARGET = "cifar10/baseline_acc"
@@ -148,7 +148,7 @@ def test_every_model_kind_round_trips(overrides, analog, tmp_path, one_thread):
 
 def test_search_saves_and_reuses_its_ranker(tmp_path, one_thread):
     """search.py save_ranker=true leaves a ranker.pt; a second search uses it as is (ranker.epochs=0)."""
-    from nasrank.errors import NasrankError
+    from nasrank.core import NasrankError
     from nasrank.search.runner import search
 
     base = ["data=analognas_cifar10", "sampler=topk", "model=renas_gin", "budget=30", "sampler.n_init=20", "ranker.epochs=2"]

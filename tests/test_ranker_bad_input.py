@@ -16,9 +16,8 @@ from conftest import compose_train
 from nasrank import Ranker
 from nasrank.artifact import FILENAME
 from nasrank.benchmarks.custom import load_custom_csv
-from nasrank.benchmarks.paths import REPO_ROOT
 from nasrank.cli import compose_config, user_error
-from nasrank.errors import NasrankError
+from nasrank.core import NasrankError, REPO_ROOT
 from nasrank.ranking import rank
 from nasrank.training import train
 

@@ -7,7 +7,7 @@ import pytest
 from omegaconf import OmegaConf
 from test_baselines import load_script
 
-from nasrank.benchmarks.paths import REPO_ROOT
+from nasrank.core import REPO_ROOT
 
 ranking = load_script("ranking")
 variant_names = load_script("variant_names")

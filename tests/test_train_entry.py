@@ -10,8 +10,7 @@ from conftest import NB101_CSV, NB201_CSV, compose_train, require_data
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from nasrank.benchmarks.paths import REPO_ROOT
-from nasrank.errors import ConfigError
+from nasrank.core import ConfigError, REPO_ROOT
 from nasrank.models.losses import MSE
 from nasrank.training import train
 

@@ -4,7 +4,7 @@ import pytest
 from conftest import compose_train
 
 from nasrank.benchmarks.nbgraph import load_nbgraph, load_nbgraph_joint
-from nasrank.errors import ConfigError
+from nasrank.core import ConfigError
 from nasrank.training import train
 
 

@@ -14,10 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from nasrank.benchmarks.benchmark import Benchmark
-from nasrank.benchmarks.cache import cached_arrays
-from nasrank.benchmarks.paths import require_file
 from nasrank.benchmarks.safe_pickle import NUMPY_GLOBALS, plain_class, safe_load
-from nasrank.errors import CorruptDataError
+from nasrank.core import cached_arrays, CorruptDataError, require_file
 from nasrank.spaces.nb201 import EDGES, OPS, SPACE, NB201Arch
 
 #: AnalogNAS op code -> NB201 op name.

@@ -11,7 +11,7 @@ from typing import Hashable, Sequence
 
 import numpy as np
 
-from nasrank.errors import ConfigError, InvalidArchError
+from nasrank.core import ConfigError, InvalidArchError
 from nasrank.spaces.base import Arch, Space
 
 

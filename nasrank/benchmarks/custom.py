@@ -15,8 +15,7 @@ import numpy as np
 import pandas as pd
 
 from nasrank.benchmarks.benchmark import Benchmark
-from nasrank.benchmarks.paths import require_file
-from nasrank.errors import ConfigError, CorruptDataError
+from nasrank.core import ConfigError, CorruptDataError, require_file
 from nasrank.spaces import as_arch, get_space
 
 log = logging.getLogger(__name__)

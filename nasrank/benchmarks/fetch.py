@@ -25,9 +25,18 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from nasrank.benchmarks.cache import _locked, default_cache_dir, write_atomic
-from nasrank.benchmarks.paths import require_file, resolve_data_dir, sha256_of
-from nasrank.errors import CorruptDataError, DataNotFoundError, DownloadError, NasrankError
+from nasrank.core import (
+    _locked,
+    CorruptDataError,
+    DataNotFoundError,
+    default_cache_dir,
+    DownloadError,
+    NasrankError,
+    require_file,
+    resolve_data_dir,
+    sha256_of,
+    write_atomic,
+)
 
 _SCRATCH = ".fetch-"
 

@@ -36,9 +36,15 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 
 from nasrank.benchmarks.benchmark import Benchmark
-from nasrank.benchmarks.cache import cached_arrays
 from nasrank.benchmarks.safe_pickle import NUMPY_GLOBALS, safe_load
-from nasrank.errors import ConfigError, CorruptDataError, DataNotFoundError, InvalidArchError, UnsafePickleError
+from nasrank.core import (
+    cached_arrays,
+    ConfigError,
+    CorruptDataError,
+    DataNotFoundError,
+    InvalidArchError,
+    UnsafePickleError,
+)
 from nasrank.spaces.nb201 import SPACE
 
 #: Training budgets (epochs) of the topology benchmarks, and their key in the NAS-Bench-201 `.pth`.

@@ -25,11 +25,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from nasrank.benchmarks.benchmark import Benchmark
-from nasrank.benchmarks.cache import cached_arrays
 from nasrank.benchmarks.fetch import Recipe, Source, locate
-from nasrank.benchmarks.paths import require_file, verify_sha256
 from nasrank.benchmarks.tfrecord import as_double, iter_fields, read_tfrecord
-from nasrank.errors import CorruptDataError, InvalidArchError
+from nasrank.core import cached_arrays, CorruptDataError, InvalidArchError, require_file, verify_sha256
 from nasrank.spaces.nb101 import INTERIOR_OPS, MAX_VERTICES, NUM_CELLS, OPS, SHORT_NAMES, SPACE, NB101Arch
 
 TABLE_RELPATH = "nb101/nb101_test_acc_flops.csv.gz"

@@ -12,11 +12,16 @@ from typing import Sequence
 import numpy as np
 
 from nasrank.benchmarks.benchmark import Benchmark
-from nasrank.benchmarks.cache import cached_arrays
 from nasrank.benchmarks.fetch import Recipe, Source, locate
 from nasrank.benchmarks.nats import load_nats_dir
-from nasrank.benchmarks.paths import require_file, verify_sha256
-from nasrank.errors import CorruptDataError, DataNotFoundError, InvalidArchError
+from nasrank.core import (
+    cached_arrays,
+    CorruptDataError,
+    DataNotFoundError,
+    InvalidArchError,
+    require_file,
+    verify_sha256,
+)
 from nasrank.spaces.nb201 import OPS, SPACE, NB201Arch
 
 RELPATH = "nb201/nats_tss_200ep_test_acc.csv"

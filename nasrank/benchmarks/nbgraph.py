@@ -12,10 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from nasrank.benchmarks.benchmark import Benchmark
-from nasrank.benchmarks.cache import cached_arrays
-from nasrank.benchmarks.paths import require_file
 from nasrank.benchmarks.safe_pickle import NUMPY_GLOBALS, safe_load
-from nasrank.errors import ConfigError, CorruptDataError, InvalidArchError
+from nasrank.core import cached_arrays, ConfigError, CorruptDataError, InvalidArchError, require_file
 from nasrank.spaces.nbgraph import SPACE, NBGraphArch
 
 DATASETS = ("cora", "citeseer", "pubmed", "cs", "physics", "photo", "computers", "arxiv", "proteins")

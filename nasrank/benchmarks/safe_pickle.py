@@ -13,7 +13,7 @@ import types
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from nasrank.errors import CorruptDataError, UnsafePickleError
+from nasrank.core import CorruptDataError, UnsafePickleError
 
 #: numpy globals that plain numpy arrays/scalars inside a pickle need (both numpy 1 and 2 names).
 NUMPY_GLOBALS: frozenset[tuple[str, str]] = frozenset(

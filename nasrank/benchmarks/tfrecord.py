@@ -21,7 +21,7 @@ from typing import Iterator
 
 import numpy as np
 
-from nasrank.errors import CorruptDataError
+from nasrank.core import CorruptDataError
 
 _POLY = 0x82F63B78  # CRC32C (Castagnoli), reflected
 _MASK_DELTA = 0xA282EAD8

@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from nasrank.benchmarks import nb101, nb201_table
 from nasrank.benchmarks.fetch import fetch, fetched_dir
 from nasrank.cli import CONF_DIR, fail  # nasrank.cli also registers the repo_root resolver of conf/paths
-from nasrank.errors import NasrankError
+from nasrank.core import NasrankError
 
 RECIPES = {recipe.name: recipe for recipe in (nb101.RECIPE, nb201_table.RECIPE)}
 

@@ -24,7 +24,7 @@ from nasrank.data.splits import Split, assign_tiers, make_split, tier_thresholds
 
 from nasrank.encodings.archs import EncodedArchs, EncodingSpec, stack_table
 from nasrank.encodings.graph import DenseGraphs
-from nasrank.errors import ConfigError, CorruptDataError, check_at_least
+from nasrank.core import ConfigError, CorruptDataError, check_at_least
 
 
 class EpochSeededSampler(Sampler[int]):

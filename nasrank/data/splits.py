@@ -8,7 +8,7 @@ from typing import Hashable, Sequence
 
 import numpy as np
 
-from nasrank.errors import ConfigError
+from nasrank.core import ConfigError
 
 
 @dataclass(frozen=True)

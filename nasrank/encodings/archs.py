@@ -15,10 +15,10 @@ import numpy as np
 import torch
 from torch_geometric.data import Batch
 
+from nasrank.core import ConfigError
 from nasrank.encodings.cost import SPACES_WITH_COSTS, CostScale, node_cost_scale, node_costs
 from nasrank.encodings.graph import DenseGraphs, dense_graphs, to_batch
 from nasrank.encodings.tensor import nar_tokens, renas_tensor
-from nasrank.errors import ConfigError
 from nasrank.spaces import Arch, Space, get_space
 
 TENSORS = ("renas", "nar")

@@ -28,7 +28,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from nasrank.errors import ConfigError, InvalidArchError
+from nasrank.core import ConfigError, InvalidArchError
 from nasrank.spaces import nb101, nb201
 
 Costs = tuple[np.ndarray, np.ndarray]

@@ -14,8 +14,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from nasrank.core import ConfigError, InvalidArchError
 from nasrank.encodings.cost import CostScale
-from nasrank.errors import ConfigError, InvalidArchError
 
 
 def _checked(ops: Tensor, adj: Tensor, node_flops: Tensor, node_params: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:

@@ -17,9 +17,9 @@ import torch
 from torch import nn
 
 from nasrank.benchmarks.benchmark import Benchmark
+from nasrank.core import ConfigError
 from nasrank.encodings.graph import DenseGraphs
 from nasrank.encodings.onehot import onehot_features
-from nasrank.errors import ConfigError
 from nasrank.models.encoders import mlp
 from nasrank.models.losses import PairwiseLogistic
 

@@ -16,7 +16,7 @@ from torch import nn
 from torch_geometric.nn import DirGNNConv, GINConv, global_add_pool, global_mean_pool
 from torch_geometric.utils import to_dense_batch
 
-from nasrank.errors import ConfigError
+from nasrank.core import ConfigError
 
 
 def mlp(sizes: list[int], dropout: float = 0.0, final_act: bool = False) -> nn.Sequential:

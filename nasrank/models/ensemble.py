@@ -17,7 +17,7 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor, nn
 
-from nasrank.errors import ConfigError
+from nasrank.core import ConfigError
 from nasrank.models.ranker import RankerModule
 
 

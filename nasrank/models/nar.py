@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from nasrank.errors import ConfigError
+from nasrank.core import ConfigError
 from nasrank.models import encoders
 from nasrank.models.ranker import RankerModule
 from nasrank.models.tiers import TierDecoder, TierMemory

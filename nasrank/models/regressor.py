@@ -7,7 +7,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from nasrank.errors import ConfigError
+from nasrank.core import ConfigError
 from nasrank.models import encoders
 from nasrank.models.ranker import RankerModule
 

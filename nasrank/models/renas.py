@@ -18,7 +18,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from nasrank.errors import ConfigError
+from nasrank.core import ConfigError
 from nasrank.models.encoders import mlp
 from nasrank.models.regressor import RegressorModule
 

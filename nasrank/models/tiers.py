@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from nasrank.errors import ConfigError
+from nasrank.core import ConfigError
 
 QUERIES = ("tiers", "arch")
 

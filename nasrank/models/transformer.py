@@ -14,7 +14,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from nasrank.errors import ConfigError
+from nasrank.core import ConfigError
 
 POSITIONAL = ("sinusoid", "learned", "none")
 

@@ -17,9 +17,9 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from nasrank.benchmarks.benchmark import Benchmark
+from nasrank.core import ConfigError
 from nasrank.encodings.cost import SPACES_WITH_COSTS, arch_costs
 from nasrank.encodings.graph import dense_graphs
-from nasrank.errors import ConfigError
 
 #: cost name -> unit (as `Benchmark.costs` stores them)
 UNITS = {"params": "M", "flops": "MFLOPs", "latency": "s"}

@@ -11,9 +11,9 @@ from typing import Sequence
 
 import numpy as np
 
+from nasrank.core import ConfigError
 from nasrank.data.datamodule import ArchRankDataModule
 from nasrank.data.splits import Split, assign_tiers, tier_thresholds
-from nasrank.errors import ConfigError
 
 
 class QueriedDataModule(ArchRankDataModule):

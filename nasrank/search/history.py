@@ -12,8 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 import numpy as np
 
-from nasrank.benchmarks.cache import write_atomic
-from nasrank.errors import CorruptDataError
+from nasrank.core import CorruptDataError, write_atomic
 
 CSV_COLUMNS = ("query", "row", "arch", "value", "source", "best", "regret", "best_rank", "best_percentile")
 

@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from nasrank.core import ConfigError
 from nasrank.data.splits import assign_tiers, tier_thresholds
 from nasrank.encodings.cost import arch_costs
 from nasrank.encodings.graph import DenseGraphs
-from nasrank.errors import ConfigError
 from nasrank.search.oracle import Oracle
 from nasrank.search.rankers import Ranker
 from nasrank.search.strategies import TopK

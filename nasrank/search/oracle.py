@@ -14,7 +14,7 @@ from typing import Iterable
 import numpy as np
 
 from nasrank.benchmarks.benchmark import Benchmark
-from nasrank.errors import ConfigError
+from nasrank.core import ConfigError
 from nasrank.search.constraints import Constraint
 from nasrank.search.history import History, space_ranks
 from nasrank.spaces import Arch

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nasrank.benchmarks.cache import write_atomic
-from nasrank.errors import ConfigError
+from nasrank.core import ConfigError, write_atomic
 from nasrank.search.constraints import UNITS, Constraint
 from nasrank.search.history import History
 from nasrank.search.plot import plot_pareto

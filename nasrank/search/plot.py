@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from nasrank.benchmarks.cache import write_atomic
+from nasrank.core import write_atomic
 from nasrank.search.history import History
 
 LINTHRESH = 0.01  # regret below this is drawn on a linear scale

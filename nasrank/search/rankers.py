@@ -22,13 +22,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from nasrank import artifact
 from nasrank.benchmarks.benchmark import Benchmark
+from nasrank.core import ConfigError
 from nasrank.encodings.graph import DenseGraphs
-from nasrank.errors import ConfigError
 from nasrank.models.baselines import BASELINES, torch_threads
 from nasrank.models.ranker import score_batches
+from nasrank.ranker import Ranker as PublicRanker
 from nasrank.search.data import QueriedDataModule
 from nasrank.spaces import Arch
-from nasrank.ranker import Ranker as PublicRanker
 from nasrank.training import check_checkpoint, check_state
 
 RANKERS = ("model", *BASELINES)

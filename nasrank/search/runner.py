@@ -12,7 +12,7 @@ import lightning as L
 from omegaconf import DictConfig
 
 from nasrank.artifact import FILENAME
-from nasrank.errors import ConfigError
+from nasrank.core import ConfigError
 from nasrank.ranker import Ranker
 from nasrank.search.constraints import Constraint, space_costs
 from nasrank.search.data import QueriedDataModule

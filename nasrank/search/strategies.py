@@ -17,8 +17,8 @@ from typing import Sequence
 import numpy as np
 
 from nasrank.benchmarks.benchmark import Benchmark
+from nasrank.core import ConfigError, InvalidArchError, check_at_least
 from nasrank.encodings.graph import DenseGraphs
-from nasrank.errors import ConfigError, InvalidArchError, check_at_least
 from nasrank.search.constraints import Constraint
 from nasrank.search.history import History
 from nasrank.search.oracle import Oracle

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from nasrank.errors import ConfigError, InvalidArchError
+from nasrank.core import ConfigError, InvalidArchError
 from nasrank.spaces.base import Arch, Space
 from nasrank.spaces.nb101 import SPACE as NB101
 from nasrank.spaces.nb201 import SPACE as NB201

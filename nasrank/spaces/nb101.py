@@ -26,7 +26,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from nasrank.errors import ConfigError, InvalidArchError
+from nasrank.core import ConfigError, InvalidArchError
 from nasrank.spaces.base import Arch, Space
 
 OPS: tuple[str, ...] = ("input", "conv1x1-bn-relu", "conv3x3-bn-relu", "maxpool3x3", "output")

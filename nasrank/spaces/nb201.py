@@ -14,7 +14,7 @@ from typing import Iterator
 
 import numpy as np
 
-from nasrank.errors import InvalidArchError
+from nasrank.core import InvalidArchError
 from nasrank.spaces.base import Arch, Space
 
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")

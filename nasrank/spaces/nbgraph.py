@@ -13,7 +13,7 @@ from typing import Iterator
 
 import numpy as np
 
-from nasrank.errors import InvalidArchError
+from nasrank.core import InvalidArchError
 from nasrank.spaces.base import Arch, Space
 
 OPS: tuple[str, ...] = ("gat", "gcn", "gin", "cheb", "sage", "arma", "graph", "fc", "skip")

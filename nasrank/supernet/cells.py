@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from nasrank.errors import ConfigError, InvalidArchError
+from nasrank.core import ConfigError, InvalidArchError
 from nasrank.spaces import nb101
 from nasrank.spaces.nb201 import EDGES, OPS as NB201_OPS, NB201Arch
 

@@ -32,11 +32,10 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from nasrank.benchmarks.benchmark import Benchmark
-from nasrank.benchmarks.paths import require_file, resolve_data_dir
 from nasrank.benchmarks.safe_pickle import NUMPY_GLOBALS, safe_load
+from nasrank.core import ConfigError, CorruptDataError, require_file, resolve_data_dir
 from nasrank.data.datamodule import EpochSeededSampler
 from nasrank.data.splits import Split, resolve_size
-from nasrank.errors import ConfigError, CorruptDataError
 
 DIGITS_TEST = 0.5
 IMAGENET16_CLASSES = 120

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nasrank.errors import ConfigError
+from nasrank.core import ConfigError
 
 PAIR_MODES = ("random_pairwise", "all")
 

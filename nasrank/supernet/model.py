@@ -24,11 +24,11 @@ import torch
 from scipy.stats import kendalltau
 from torch import Tensor, nn
 
-from nasrank.errors import ConfigError
-from nasrank.supernet.cells import NB201Network, nb201_op
-from nasrank.supernet.landmarks import PAIR_MODES, landmark_coef, landmark_loss, landmark_pairs, rank_spread
+from nasrank.core import ConfigError
 from nasrank.models.ranker import RankerModule
 from nasrank.spaces.nb201 import EDGES, OPS, SPACE
+from nasrank.supernet.cells import NB201Network, nb201_op
+from nasrank.supernet.landmarks import PAIR_MODES, landmark_coef, landmark_loss, landmark_pairs, rank_spread
 
 Choice = tuple[int, ...]
 

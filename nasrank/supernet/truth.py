@@ -18,11 +18,10 @@ import torch
 import torch.nn.functional as F
 
 from nasrank.benchmarks.benchmark import Benchmark
-from nasrank.benchmarks.cache import cached_arrays
-from nasrank.errors import ConfigError
+from nasrank.core import cached_arrays, ConfigError
+from nasrank.spaces.nb201 import OPS, SPACE, NB201Arch
 from nasrank.supernet.cells import NB201Network
 from nasrank.supernet.landmarks import rank_spread
-from nasrank.spaces.nb201 import OPS, SPACE, NB201Arch
 
 if TYPE_CHECKING:
     from nasrank.supernet.images import ImageDataModule

@@ -16,9 +16,8 @@ import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
 from nasrank.artifact import FILENAME
-from nasrank.benchmarks.cache import write_atomic
+from nasrank.core import ConfigError, write_atomic
 from nasrank.data.datamodule import ArchRankDataModule
-from nasrank.errors import ConfigError
 from nasrank.ranker import Ranker
 from nasrank.training.build import build_model, build_trainer, instantiate_list, score_rows
 from nasrank.training.checkpoints import check_checkpoint, check_state, load_best, resolve_ckpt

@@ -7,7 +7,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from nasrank.errors import ConfigError
+from nasrank.core import ConfigError
 
 
 def resolve_ckpt(ckpt_path: str | None, output_dir: str) -> str | None:

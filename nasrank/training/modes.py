@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from nasrank.errors import ConfigError, check_at_least
+from nasrank.core import ConfigError, check_at_least
 from nasrank.models.ensemble import ScoreEnsemble
 from nasrank.ranker import Ranker
 from nasrank.training.build import build_model, build_trainer, score_rows

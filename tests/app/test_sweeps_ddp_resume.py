@@ -14,9 +14,8 @@ from conftest import compose_train
 from hydra import compose, initialize_config_dir
 
 from nasrank import report
-from nasrank.benchmarks.paths import REPO_ROOT
+from nasrank.core import ConfigError, REPO_ROOT
 from nasrank.data.datamodule import EpochSeededSampler
-from nasrank.errors import ConfigError
 from nasrank.training import resolve_ckpt, train
 
 

@@ -11,10 +11,8 @@ from multiprocessing import get_context
 import numpy as np
 import pytest
 
-from nasrank.benchmarks.cache import cached_arrays
-from nasrank.benchmarks.paths import REPO_ROOT
 from nasrank.benchmarks.safe_pickle import safe_load
-from nasrank.errors import CorruptDataError, UnsafePickleError
+from nasrank.core import cached_arrays, CorruptDataError, REPO_ROOT, UnsafePickleError
 
 
 def _build_counter(marker):
@@ -96,8 +94,7 @@ def test_two_processes_build_one_valid_cache(tmp_path):
 HALF_WRITE_CHILD = """
 import os, sys, time
 import numpy as np
-from nasrank.benchmarks.cache import cached_arrays
-from nasrank.benchmarks.paths import REPO_ROOT
+from nasrank.core import cached_arrays
 
 real_fdopen = os.fdopen
 

@@ -10,7 +10,7 @@ from scipy.stats import spearmanr
 from nasrank.benchmarks.analognas import load_analognas
 from nasrank.benchmarks.nb201_table import load_nb201_table
 from nasrank.benchmarks.nbgraph import DATASETS, load_nbgraph
-from nasrank.errors import ConfigError, CorruptDataError, DataNotFoundError, InvalidArchError
+from nasrank.core import ConfigError, CorruptDataError, DataNotFoundError, InvalidArchError
 from nasrank.spaces.nb201 import SPACE
 
 

@@ -27,8 +27,7 @@ from test_nats_official import ARCHS, expected_target, write_dir
 
 from nasrank.benchmarks import nb101, nb201_table
 from nasrank.benchmarks.fetch import Source, fetch, locate
-from nasrank.benchmarks.paths import REPO_ROOT
-from nasrank.errors import CorruptDataError, DataNotFoundError, DownloadError
+from nasrank.core import CorruptDataError, DataNotFoundError, DownloadError, REPO_ROOT
 from nasrank.spaces.nb101 import NUM_CELLS
 
 TAR = nb201_table.ARCHIVE_SOURCE.filename

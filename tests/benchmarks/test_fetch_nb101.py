@@ -21,7 +21,7 @@ from conftest import NB101_CSV, require_data
 from served import FileServer
 
 from nasrank.benchmarks import nb101
-from nasrank.benchmarks.paths import REPO_ROOT
+from nasrank.core import REPO_ROOT
 from nasrank.spaces.nb101 import NUM_CELLS
 
 #: One fetch of the real recipe with the sources moved to the test server.

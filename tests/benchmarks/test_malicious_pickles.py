@@ -18,9 +18,8 @@ import torch
 from conftest import compose_train
 
 from nasrank.benchmarks import analognas, nats, nbgraph
-from nasrank.benchmarks.cache import cached_arrays, fingerprint
 from nasrank.benchmarks.nats import load_nats_dir, load_nats_pth
-from nasrank.errors import ConfigError, CorruptDataError, UnsafePickleError
+from nasrank.core import cached_arrays, ConfigError, CorruptDataError, fingerprint, UnsafePickleError
 from nasrank.ranker import Ranker
 from nasrank.spaces.nb201 import SPACE
 from nasrank.supernet import images

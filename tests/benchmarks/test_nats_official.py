@@ -22,7 +22,7 @@ import torch
 
 from nasrank.benchmarks import nats
 from nasrank.benchmarks.nats import load_nats_dir, load_nats_pth
-from nasrank.errors import ConfigError, CorruptDataError, DataNotFoundError, UnsafePickleError
+from nasrank.core import ConfigError, CorruptDataError, DataNotFoundError, UnsafePickleError
 
 #: NATS/NB201 indices 0, 9 and 123 (asserted by the authors' tss-collect.py), used as a 3-arch file.
 ARCHS = [

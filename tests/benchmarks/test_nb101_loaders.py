@@ -19,9 +19,8 @@ from conftest import require_data
 
 from nasrank.benchmarks import nb101
 from nasrank.benchmarks.nb101 import TABLE_RELPATH, load_nb101_table, load_nb101_tfrecord
-from nasrank.benchmarks.paths import resolve_data_dir
 from nasrank.benchmarks.tfrecord import as_double, crc32c, crc32c_many, iter_fields, mask_crc
-from nasrank.errors import CorruptDataError, DataNotFoundError
+from nasrank.core import CorruptDataError, DataNotFoundError, resolve_data_dir
 from nasrank.spaces.nb101 import NUM_CELLS, SPACE, NB101Arch, spec_hash
 
 CELLS = [SPACE.from_str(s) for s in (

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from nasrank.benchmarks.analognas import load_analognas
+from nasrank.core import ConfigError, CorruptDataError
 from nasrank.data import ArchRankDataModule
 from nasrank.data.splits import assign_tiers, make_split, tier_thresholds
-from nasrank.errors import ConfigError, CorruptDataError
 
 
 @pytest.fixture(scope="module")

@@ -14,11 +14,10 @@ from conftest import require_data
 from scipy.stats import spearmanr
 from torch.utils.flop_counter import FlopCounterMode
 
-from nasrank.benchmarks.paths import resolve_data_dir
+from nasrank.core import ConfigError, InvalidArchError, resolve_data_dir
 from nasrank.encodings.cost import arch_costs, nb101_vertex_channels, node_cost_scale, node_costs
-from nasrank.errors import ConfigError, InvalidArchError
-from nasrank.supernet.cells import NB101Cell, NB101Network, NB201Cell, NB201Network, compute_vertex_channels
 from nasrank.spaces import nb101, nb201
+from nasrank.supernet.cells import NB101Cell, NB101Network, NB201Cell, NB201Network, compute_vertex_channels
 
 NB201_DATA = {"cifar10": (32, 10), "cifar100": (32, 100), "imagenet16": (16, 120)}
 NB101_SHORT = {"input": "input", "conv3x3": "conv3x3-bn-relu", "conv1x1": "conv1x1-bn-relu",

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from nasrank.core import ConfigError, InvalidArchError
 from nasrank.encodings.cost import CostScale, node_cost_scale, node_costs
 from nasrank.encodings.tensor import nar_tokens, renas_tensor
-from nasrank.errors import ConfigError, InvalidArchError
 from nasrank.spaces import nb101, nb201
 
 SCALE = CostScale(2.0, 4.0)

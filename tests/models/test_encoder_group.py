@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from nasrank.cli import check_group_overrides, user_error
-from nasrank.errors import ConfigError
+from nasrank.core import ConfigError
 from nasrank.models.renas import ReNASCNNEncoder
 from nasrank.training import train
 

@@ -10,7 +10,7 @@ from conftest import compose_train
 from torch import nn
 from torchmetrics.functional.regression import kendall_rank_corrcoef
 
-from nasrank.errors import ConfigError
+from nasrank.core import ConfigError
 from nasrank.models.ensemble import ScoreEnsemble
 from nasrank.training import score_rows, train
 

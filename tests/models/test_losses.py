@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nasrank.errors import ConfigError
+from nasrank.core import ConfigError
 from nasrank.models.losses import MSE, ListMLE, ListNet, PairwiseHinge, PairwiseLogistic
 
 RANKING = [PairwiseLogistic, PairwiseHinge, ListNet, ListMLE]

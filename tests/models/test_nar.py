@@ -14,7 +14,7 @@ from conftest import compose_train, needs_nb201
 from lightning.pytorch.loggers import CSVLogger
 
 from nasrank.cli import user_error
-from nasrank.errors import ConfigError
+from nasrank.core import ConfigError
 from nasrank.models.encoders import GINEncoder
 from nasrank.models.losses import ListMLE, PairwiseLogistic
 from nasrank.models.nar import NARModule, NoamWarmup, TierRankLoss

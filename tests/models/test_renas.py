@@ -16,8 +16,8 @@ from scipy.stats import kendalltau
 from nasrank.benchmarks.benchmark import Benchmark
 from nasrank.benchmarks.nb201_table import load_nb201_table
 from nasrank.cli import user_error
+from nasrank.core import ConfigError
 from nasrank.data import ArchRankDataModule
-from nasrank.errors import ConfigError
 from nasrank.models.encoders import GINEncoder
 from nasrank.models.losses import PairwiseLogistic
 from nasrank.models.renas import ReNASCNNEncoder, RenasModule

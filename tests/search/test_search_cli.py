@@ -11,7 +11,7 @@ import sys
 import pytest
 from conftest import compose_train, needs_nb201
 
-from nasrank.benchmarks.paths import REPO_ROOT
+from nasrank.core import REPO_ROOT
 from nasrank.search.history import History
 from nasrank.search.runner import search
 

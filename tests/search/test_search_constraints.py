@@ -9,9 +9,9 @@ import pytest
 from conftest import needs_nb201
 
 from nasrank.benchmarks.benchmark import Benchmark
+from nasrank.core import ConfigError
 from nasrank.encodings.cost import arch_costs
 from nasrank.encodings.graph import dense_graphs
-from nasrank.errors import ConfigError
 from nasrank.search.constraints import Constraint
 from nasrank.search.oracle import Oracle, iso_classes
 from nasrank.search.pareto import front_cost, pareto_mask

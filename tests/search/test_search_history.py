@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import needs_nb201
 
-from nasrank.errors import ConfigError, CorruptDataError
+from nasrank.core import ConfigError, CorruptDataError
 from nasrank.search.history import CSV_COLUMNS, History, space_ranks
 from nasrank.search.oracle import Oracle, iso_classes
 

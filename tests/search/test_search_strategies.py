@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import compose_train, needs_nb101, needs_nb201
 
-from nasrank.errors import ConfigError
+from nasrank.core import ConfigError
 from nasrank.search.history import History
 from nasrank.search.nar_tier import equal_width_bins, kl_divergence, likely_bins
 from nasrank.search.rankers import build_ranker, rows_of

@@ -16,8 +16,7 @@ import pytest
 from conftest import require_data
 
 from nasrank.benchmarks.nb101 import TABLE_RELPATH, load_nb101_table
-from nasrank.benchmarks.paths import resolve_data_dir
-from nasrank.errors import ConfigError, InvalidArchError
+from nasrank.core import ConfigError, InvalidArchError, resolve_data_dir
 from nasrank.spaces.nb101 import NASBENCH_LABELS, NUM_CELLS, OPS, SPACE, NB101Arch, spec_hash
 
 C1, C3, MP = "conv1x1-bn-relu", "conv3x3-bn-relu", "maxpool3x3"

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from conftest import NB201_CSV, needs_nb201
 
-from nasrank.errors import InvalidArchError
+from nasrank.core import InvalidArchError
 from nasrank.spaces.nb201 import NUM_ARCHS, OPS, SPACE, NB201Arch
 
 BEST_C10 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"

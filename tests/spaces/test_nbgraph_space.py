@@ -3,7 +3,7 @@ import re
 import numpy as np
 import pytest
 
-from nasrank.errors import InvalidArchError
+from nasrank.core import InvalidArchError
 from nasrank.spaces.nbgraph import LINKS, OPS, SPACE, NBGraphArch
 
 

@@ -11,9 +11,9 @@ import torch
 from conftest import compose_train, needs_nb201
 
 from nasrank.benchmarks.benchmark import Benchmark
-from nasrank.supernet.images import ImageDataModule, load_cifar, load_digits_images, load_imagenet16
-from nasrank.errors import ConfigError, CorruptDataError, DataNotFoundError, UnsafePickleError
+from nasrank.core import ConfigError, CorruptDataError, DataNotFoundError, UnsafePickleError
 from nasrank.spaces.nb201 import SPACE
+from nasrank.supernet.images import ImageDataModule, load_cifar, load_digits_images, load_imagenet16
 from nasrank.training import train
 
 # ------------------------------------------------------------------ Python-2 pickles, as the originals were written

@@ -9,10 +9,10 @@ import pytest
 import torch
 from conftest import needs_nb201
 
-from nasrank.supernet.images import ImageDataModule
-from nasrank.errors import ConfigError
-from nasrank.supernet import landmarks as lm, truth as gt
+from nasrank.core import ConfigError
 from nasrank.spaces.nb201 import OPS, SPACE
+from nasrank.supernet import landmarks as lm, truth as gt
+from nasrank.supernet.images import ImageDataModule
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

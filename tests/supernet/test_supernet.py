@@ -10,10 +10,10 @@ import torch
 from conftest import compose_train
 from scipy.stats import kendalltau
 
-from nasrank.errors import ConfigError
+from nasrank.core import ConfigError
+from nasrank.spaces.nb201 import EDGES, OPS, SPACE
 from nasrank.supernet.cells import NB201Network
 from nasrank.supernet.model import Supernet, SupernetModule, sample_arch
-from nasrank.spaces.nb201 import EDGES, OPS, SPACE
 from nasrank.training import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")

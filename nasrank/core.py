@@ -1,12 +1,9 @@
-"""Atomic, checksummed, source-keyed array caches.
+"""What every layer of nasrank may import: user-facing errors, where files are looked for, and the
+atomic, checksummed cache.
 
-Parsing a benchmark file (CSV, pickle, tfrecord) is slow; the parsed arrays are saved as one `.npz`
-under the cache dir.  Why each property:
-- keyed by the source files' path, size and mtime, so an edited/replaced source is re-parsed;
-- written to a temp file then `os.replace`d, under an exclusive lock, so two processes building the
-  same cache end with one valid file and a crash never leaves a half-written one;
-- the payload's sha256 is stored inside and re-checked on load, so a corrupted cache is rebuilt,
-  not trusted.
+Errors: every error a user can cause (bad arch string, missing file, bad override) is a `NasrankError`,
+so the entry points print it as one line instead of a traceback; subclasses that describe bad values
+also derive from `ValueError`, so library callers can catch the standard type.
 """
 
 from __future__ import annotations
@@ -15,6 +12,7 @@ import fcntl
 import hashlib
 import io
 import json
+import numbers
 import os
 import tempfile
 from contextlib import contextmanager
@@ -22,6 +20,88 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
+
+
+class NasrankError(Exception):
+    """Base class of every error meant to be shown to a user as one line."""
+
+
+class InvalidArchError(NasrankError, ValueError):
+    """An architecture (string, index, matrix, key) is not a member of its search space."""
+
+
+class ConfigError(NasrankError, ValueError):
+    """A configuration value is out of range or unknown."""
+
+
+class DataNotFoundError(NasrankError, FileNotFoundError):
+    """A benchmark file is missing: the message names the path and how to get it."""
+
+
+class DownloadError(DataNotFoundError):
+    """A missing benchmark file could not be fetched (offline, HTTP error, cut-off download, unwritable
+    folder): the message names the URL or folder and how to get the file by hand."""
+
+
+class CorruptDataError(NasrankError, ValueError):
+    """A benchmark or cache file exists but cannot be read as what it claims to be."""
+
+
+class UnsafePickleError(CorruptDataError):
+    """A pickle asked for a class outside the loader's allow-list; nothing was executed."""
+
+
+def check_at_least(group: str, minimum: int, **values: object) -> None:
+    """One-line `ConfigError` unless every value is an integer ≥ minimum (booleans are not integers),
+    named as the user writes it: `<group>.<name>`."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+            raise ConfigError(f"{group}.{name}={value!r}; allowed: an integer ≥ {minimum}")
+
+
+#: The repository root (the folder holding `nasrank/`); shared data sits beside it.
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
+    """Explicit argument, else env `NASRANK_DATA_DIR`, else `<repo root>/../shared/data`.
+
+    The env var wins over the default so a user can point every entry point at their own copy.
+    """
+    if data_dir not in (None, ""):
+        return Path(data_dir).expanduser()
+    if env := os.environ.get("NASRANK_DATA_DIR"):
+        return Path(env).expanduser()
+    return REPO_ROOT.parent / "shared" / "data"
+
+
+def require_file(path: Path, what: str, how_to_get: str) -> Path:
+    """Return `path` if it is a non-empty file, else raise one line saying what and how to get it."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataNotFoundError(
+            f"{what} not found at {path}; {how_to_get} (set paths.data_dir=... or env NASRANK_DATA_DIR to its folder)"
+        )
+    if path.stat().st_size == 0:
+        raise CorruptDataError(f"{what} at {path} is empty; {how_to_get}")
+    return path
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify_sha256(path: Path, expected: str, what: str) -> None:
+    """Refuse a source file whose content is not the published one (truncated or altered)."""
+    if (digest := sha256_of(path)) != expected:
+        raise CorruptDataError(
+            f"{what} at {path} has sha256 {digest[:12]}…, expected {expected[:12]}… (truncated or altered copy); fetch it again"
+        )
+
 
 #: Bump when a loader's array layout changes, so old caches are ignored.
 CACHE_VERSION = 1
