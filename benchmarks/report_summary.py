@@ -103,6 +103,17 @@ def speed_line(path: Path) -> list[str]:
             "(section Speed).", ""]
 
 
+def saved_speed_line(path: Path) -> list[str]:
+    if not path.is_file():
+        return []
+    rows = json.loads(path.read_text())["rows"]
+    span = {space: [r["load_s"] + r["score_s"] for r in rows if r["space"] == space] for space in ("nb201", "nb101")}
+    parts = [f"all {15625 if space == 'nb201' else 423624:,} {space.upper()} cells in {min(v):.0f}-{max(v):.0f} s"
+             for space, v in span.items() if v]
+    return [f"A saved ranker (`ranker.pt`), loaded in a fresh process, scores {' and '.join(parts)} including the load "
+            "(section Saved ranker speed).", ""]
+
+
 def summary_section(rows: list[dict], results: Path) -> list[str]:
     table, elsewhere = summary_rows(rows)
     lines = ["## Which ranker to use", "",
@@ -124,4 +135,4 @@ def summary_section(rows: list[dict], results: Path) -> list[str]:
                   "Over seeds, at each space's largest budget (in brackets; \"> B\": half the seeds had not queried the "
                   "optimum by then), every query counted, a ranker's training cells included (section Search).", "",
                   *search, ""]
-    return lines + speed_line(results / "speed.json")
+    return lines + speed_line(results / "speed.json") + saved_speed_line(results / "artifact_speed.json")
