@@ -5,12 +5,12 @@ import hydra
 from omegaconf import DictConfig
 
 from nasrank import cli
-from nasrank.search.runner import search
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="search")
 @cli.guard
 def main(cfg: DictConfig) -> float:
+    from nasrank.search.runner import search  # here, not at the top: a bad override is refused before torch is imported
     history, paths = search(cfg)
     print(history.summary())
     print("saved: " + ", ".join(str(p) for p in paths))

@@ -5,6 +5,9 @@ as the entry points do it."""
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 from typing import NoReturn
 
@@ -84,3 +87,13 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def kill_once_marked(proc: subprocess.Popen, marker: Path, timeout: float, what: str) -> None:
+    """Wait until the child `proc` creates `marker` (it is then inside the fault it stages), SIGKILL it, reap it."""
+    deadline = time.time() + timeout
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    assert marker.exists(), what
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()

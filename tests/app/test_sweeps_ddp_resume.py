@@ -2,15 +2,13 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import compose_train
+from conftest import compose_train, kill_once_marked
 from hydra import compose, initialize_config_dir
 
 from nasrank import report
@@ -164,12 +162,7 @@ def test_kill_while_writing_last_ckpt_resumes_to_the_uninterrupted_weights(tmp_p
     proc = subprocess.Popen([sys.executable, "-c", SLOW_CHECKPOINT_CHILD, str(writing), "3", str(REPO_ROOT / "train.py"), *args,
                              f"hydra.run.dir={killed}"], cwd=REPO_ROOT, env={**os.environ, **ONE_THREAD, "TMPDIR": str(scratch)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while not writing.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    assert writing.exists(), "the run never reached its third last.ckpt"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_once_marked(proc, writing, 240, "the run never reached its third last.ckpt")
     assert [p.stat().st_size > 0 for p in scratch.glob("tmp*")] == [True], "the kill landed halfway through writing a checkpoint"
     assert not (killed / "metrics.json").exists()
     last = torch.load(killed / "checkpoints" / "last.ckpt", weights_only=True)

@@ -2,7 +2,6 @@
 
 import os
 import pickle
-import signal
 import subprocess
 import sys
 import time
@@ -10,6 +9,7 @@ from multiprocessing import get_context
 
 import numpy as np
 import pytest
+from conftest import kill_once_marked
 
 from nasrank.benchmarks.safe_pickle import safe_load
 from nasrank.core import cached_arrays, CorruptDataError, REPO_ROOT, UnsafePickleError
@@ -120,12 +120,7 @@ def test_kill_during_cache_write_leaves_no_cache_and_next_load_rebuilds(tmp_path
     src, cache_dir, writing, marker = tmp_path / "src.txt", tmp_path / "c", tmp_path / "writing", tmp_path / "builds"
     src.write_text("v1")
     child = subprocess.Popen([sys.executable, "-c", HALF_WRITE_CHILD, str(src), str(cache_dir), str(writing)], cwd=REPO_ROOT)
-    deadline = time.time() + 120
-    while not writing.exists() and child.poll() is None and time.time() < deadline:
-        time.sleep(0.01)
-    assert writing.exists(), "the child never started writing its cache"
-    child.send_signal(signal.SIGKILL)
-    child.wait()
+    kill_once_marked(child, writing, 120, "the child never started writing its cache")
     (partial,) = list(cache_dir.iterdir())
     assert partial.name.endswith(".tmp") and partial.stat().st_size > 0, "the kill landed mid-write of a temp file"
     assert not list(cache_dir.glob("*.npz")), "a half-written file sits where the cache is read from"
