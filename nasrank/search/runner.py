@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 
 from nasrank.artifact import FILENAME
 from nasrank.core import ConfigError
+from nasrank.data.custom import custom_datamodule
 from nasrank.ranker import Ranker
 from nasrank.search.constraints import Constraint, space_costs
 from nasrank.search.data import QueriedDataModule
@@ -41,7 +42,7 @@ def search(cfg: DictConfig) -> tuple[History, list[Path]]:
     (CSV, PNG) under `cfg.paths.output_dir`.  Returns the history and the files written."""
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int):
         raise ConfigError(f"seed must be an integer, got {cfg.seed!r}")
-    if "path" in cfg.data:
+    if cfg.data.get("_target_") == f"{custom_datamodule.__module__}.{custom_datamodule.__name__}":
         raise ConfigError("search needs a benchmark that measured every cell; data=custom holds only your measurements: "
                           "train on them with train.py, then rank the rest of the space with rank.py")
     constraint = Constraint.from_config(cfg.constraint)
