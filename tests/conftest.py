@@ -4,9 +4,11 @@ as the entry points do it."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import NoReturn
@@ -97,3 +99,14 @@ def kill_once_marked(proc: subprocess.Popen, marker: Path, timeout: float, what:
     assert marker.exists(), what
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+
+
+def load_script(name: str):
+    """A benchmark script as a module, importable as `python benchmarks/<name>.py` runs it (siblings on sys.path)."""
+    if str(REPO_ROOT / "benchmarks") not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO_ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module

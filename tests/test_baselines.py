@@ -6,7 +6,6 @@ shared data folder.  The benchmark scripts are loaded from `benchmarks/` by path
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import skip_without_data
+from conftest import load_script, skip_without_data
 from scipy.stats import kendalltau
 
 from nasrank.benchmarks.analognas import load_analognas
@@ -23,17 +22,6 @@ from nasrank.encodings.onehot import onehot_features
 from nasrank.models.baselines import GBDT, MLPEnsemble
 
 TARGET = "cifar10/baseline_acc"
-
-
-def load_script(name: str):
-    """A benchmark script as a module, importable as `python benchmarks/<name>.py` runs it (siblings on sys.path)."""
-    if str(REPO_ROOT / "benchmarks") not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO_ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
 
 
 ranking = load_script("ranking")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from test_baselines import load_script
+from conftest import load_script
 
 bench = load_script("search")
 
