@@ -162,6 +162,8 @@ def write_atomic(path: Path, data: bytes) -> None:
 def _locked(folder: Path, waiting: Callable[[], None] | None = None) -> Iterator[None]:
     """Exclusive lock on the cache folder itself (flock on its fd), so no lock files are left behind.
 
+    Every writer into a locked folder holds its lock, so once the lock is ours a `write_atomic` temp
+    file there (``.<name>.*.tmp``) belongs to a writer that was killed: it is removed.
     `waiting` is called once if another process holds the lock (a fetch may hold it for minutes).
     """
     created = not folder.exists()
@@ -174,6 +176,8 @@ def _locked(folder: Path, waiting: Callable[[], None] | None = None) -> Iterator
             if waiting is not None:
                 waiting()
             fcntl.flock(fd, fcntl.LOCK_EX)
+        for stale in folder.glob(".*.tmp"):
+            stale.unlink(missing_ok=True)
         yield
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)

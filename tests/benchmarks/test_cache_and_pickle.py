@@ -128,6 +128,8 @@ def test_kill_during_cache_write_leaves_no_cache_and_next_load_rebuilds(tmp_path
     again = cached_arrays("t", [src], _build_counter(marker), cache_dir)
     assert marker.read_text() == "x", "the load after the kill rebuilt once, then reused the rebuilt cache"
     assert list(out["a"]) == list(again["a"]) == [0, 1, 2, 3, 4] and list(again["s"]) == ["ab", "cd"]
+    assert not partial.exists() and [p.suffix for p in cache_dir.iterdir()] == [".npz"], \
+        "the killed writer's temp file is removed once the lock is taken"
 
 
 class _Evil:
