@@ -194,7 +194,7 @@ def baseline_scores(method: str, cfg, threads: int) -> tuple[np.ndarray, object,
 
     dm = hydra.utils.instantiate(cfg.data)
     extra = {"n_jobs": threads} if method == "gbdt" else {"threads": threads}
-    model = BASELINES[method](dm.benchmark, cfg.data.target, seed=cfg.seed, graphs=dm.encoded_graphs, **extra)
+    model = BASELINES[method](dm.benchmark, dm.fit_target, seed=cfg.seed, graphs=dm.encoded_graphs, **extra)
     start = time.perf_counter()
     model.fit(dm.split.train)
     fit_s = time.perf_counter() - start
@@ -244,8 +244,8 @@ def run_row(row: Row, threads: int = 1, accelerator: str = "cpu") -> dict:
     values = dm.values
     test = ranking_metrics(torch.from_numpy(scores[dm.split.test]), torch.from_numpy(values[dm.split.test]))
     val_rows = dm.split.val
-    val_ktau = ranking_metrics(torch.from_numpy(scores[val_rows]), torch.from_numpy(values[val_rows]))["ktau"] if len(val_rows) >= 2 else None
-    out.update(target=str(cfg.data.target), n_test=len(dm.split.test), test_ktau=test["ktau"], test_spearman=test["spearman"],
+    val_ktau = ranking_metrics(torch.from_numpy(scores[val_rows]), torch.from_numpy(dm.fit_values[val_rows]))["ktau"] if len(val_rows) >= 2 else None
+    out.update(target=str(cfg.data.target), fit_target=dm.fit_target, n_test=len(dm.split.test), test_ktau=test["ktau"], test_spearman=test["spearman"],
                **{f"test_{k}": test[k] for k in ("p@10", "n@10", "ndcg@10", "p@1pct", "regret")}, val_ktau=val_ktau,
                fit_s=fit_s, score_rows=len(scores), peak_rss_mb=peak_rss_mb(), transfer=transfer_ktau(dm, scores), **info)
     return out

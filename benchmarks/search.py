@@ -55,7 +55,7 @@ NB201 = ["nb201_cifar10", "nb201_cifar100", "nb201_imagenet16"]
 BUDGETS = {"nb201": [50, 100, 150, 300], "nb101": [424, 1000], "analognas": [50, 100, 150, 300], "nbgraph": [50, 100, 150, 300]}
 #: spaces whose targets #7 sets; the others only serve to choose sampler settings (validation)
 TARGET_SPACES = ("nb201", "nb101")
-GUIDED, BASELINES = ("nar_tier", "topk"), ("random", "evolution")
+GUIDED, BASELINES = ("nar_tier", "nar_tier_paper", "topk"), ("random", "evolution")
 
 
 def space_of(dataset: str) -> str:

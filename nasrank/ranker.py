@@ -66,7 +66,7 @@ class Ranker:
         members = [Member(name, module, OmegaConf.to_container(conf, resolve=True) if OmegaConf.is_config(conf) else dict(conf),
                           view.data_info(), view.encoding) for name, module, conf, view in parts]
         reps = representatives(datamodule.benchmark.archs) if any(m.encoding.canonical_iso for m in members) else []
-        meta = dict(target=datamodule.hparams.target, y_mean=datamodule.y_mean, y_std=datamodule.y_std,
+        meta = dict(target=datamodule.hparams.target, fit_target=datamodule.fit_target, y_mean=datamodule.y_mean, y_std=datamodule.y_std,
                     benchmark=datamodule.benchmark.name, n_train=len(datamodule.split.train),
                     members=[m.name for m in members], **meta)
         return cls(members, ensemble, reps, meta)

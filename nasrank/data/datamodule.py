@@ -9,8 +9,9 @@ feeds the GIN/MLP encoders (`x`, `edge_index`), the NAR transformer (`tokens`) a
 from __future__ import annotations
 
 import copy
+import logging
 from dataclasses import replace
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Callable, Iterator, Sequence
 
 import lightning as L
@@ -25,6 +26,26 @@ from nasrank.data.splits import Split, assign_tiers, make_split, tier_thresholds
 from nasrank.encodings.archs import EncodedArchs, EncodingSpec, stack_table
 from nasrank.encodings.graph import DenseGraphs
 from nasrank.core import ConfigError, CorruptDataError, check_at_least
+
+log = logging.getLogger(__name__)
+#: `fit_on` values: train on `target` itself, or on the same dataset's validation accuracy
+FIT_ON = ("target", "valid")
+
+
+def fit_target(benchmark: Benchmark, target: str, fit_on: str) -> str:
+    """The target a ranker is trained (and its checkpoint selected) on: `target`, or with ``fit_on="valid"``
+    ``<dataset>/valid_acc`` of the same dataset; a benchmark without it falls back to `target`, with
+    one warning, since the shared tables (NB201, NB101 csv) store test accuracy only."""
+    if fit_on not in FIT_ON:
+        raise ConfigError(f"data.fit_on={fit_on!r}; allowed: target (train on data.target), valid (train on <dataset>/valid_acc, test on data.target)")
+    if fit_on == "target":
+        return target
+    valid = f"{target.split('/')[0]}/valid_acc"
+    if valid in benchmark.targets:
+        return valid
+    log.warning("data.fit_on=valid: benchmark %s has no %s (its targets: %s); training on %s instead",
+                benchmark.name, valid, ", ".join(sorted(benchmark.targets)), target)
+    return target
 
 
 class EpochSeededSampler(Sampler[int]):
@@ -52,7 +73,11 @@ class ArchRankDataModule(L.LightningDataModule):
 
     Args:
         benchmark: a `Benchmark` or a zero-argument callable returning one (Hydra `_partial_`).
-        target: e.g. ``"cifar100/test_acc"``; must be one of the benchmark's targets.
+        target: e.g. ``"cifar100/test_acc"``; must be one of the benchmark's targets.  Test metrics and
+            scoring are always against it.
+        fit_on: ``"target"``: train, cut tiers and select checkpoints on `target`; ``"valid"``: on the same
+            dataset's ``valid_acc`` (what NAS papers train and select on), `target` if the benchmark has none
+            (`fit_target` records which).
         n_train, n_val: counts, or fractions in (0, 1) of the pool; test = every remaining row.
         split_seed: seed of the split (independent of the training seed).
         dedup_iso: split over one representative per isomorphism class.
@@ -69,22 +94,27 @@ class ArchRankDataModule(L.LightningDataModule):
     def __init__(self, benchmark: Benchmark | Callable[[], Benchmark], target: str, n_train: int | float = 0.1,
                  n_val: int | float = 0, split_seed: int = 0, batch_size: int = 128, eval_batch_size: int = 4096,
                  dedup_iso: bool = False, canonical_iso: bool = False, num_tiers: int = 5, tensors: Sequence[str] = (), node_costs: bool = True,
-                 cost_dataset: str | None = None, eval_targets: Sequence[str] = (), num_workers: int = 0) -> None:
+                 cost_dataset: str | None = None, eval_targets: Sequence[str] = (), num_workers: int = 0, fit_on: str = "target") -> None:
         super().__init__()
         tensors, eval_targets = list(tensors), list(eval_targets)  # plain lists: checkpoints load with weights_only
         self.save_hyperparameters(ignore=["benchmark"])
         self.benchmark = benchmark if isinstance(benchmark, Benchmark) else benchmark()
         self.values = self.benchmark.target(target)
+        #: the target the training (and validation) labels come from
+        self.fit_target = fit_target(self.benchmark, target, fit_on)
+        #: training and validation labels: `values` itself unless `fit_target` differs from `target`
+        self.fit_values = self.values if self.fit_target == target else self.benchmark.target(self.fit_target)
         self.extra_values = np.stack([self.benchmark.target(t) for t in eval_targets], 1) if eval_targets else None
-        if not np.isfinite(self.values).all():
-            raise CorruptDataError(f"target {target!r} of {self.benchmark.name} has {int((~np.isfinite(self.values)).sum())} NaN/inf values")
+        for key, values in {target: self.values, self.fit_target: self.fit_values}.items():
+            if not np.isfinite(values).all():
+                raise CorruptDataError(f"target {key!r} of {self.benchmark.name} has {int((~np.isfinite(values)).sum())} NaN/inf values")
         self.encoding  # an unknown tensor encoding is refused here, before any split is drawn
         iso = self.benchmark.iso_keys() if dedup_iso else None
         self.split: Split = make_split(len(self.benchmark), n_train, n_val, split_seed, iso)
-        train_values = self.values[self.split.train]
+        train_values = self.fit_values[self.split.train]
         self.y_mean, self.y_std = float(train_values.mean()), float(train_values.std() + 1e-8)
         self.thresholds = tier_thresholds(train_values, num_tiers)
-        self.tiers = assign_tiers(self.values, self.thresholds)
+        self.tiers = assign_tiers(self.fit_values, self.thresholds)
 
     @cached_property
     def encoding(self) -> EncodingSpec:
@@ -125,10 +155,11 @@ class ArchRankDataModule(L.LightningDataModule):
         """Sizes models need to build themselves (read off a real collated batch, so they always agree)."""
         return self.encoded.data_info(self.hparams.num_tiers)
 
-    def collate(self, rows: Sequence[int]) -> Batch:
-        """One PyG `Batch` of these benchmark rows: the encoding plus targets, tiers and row ids."""
+    def collate(self, rows: Sequence[int], fit: bool = False) -> Batch:
+        """One PyG `Batch` of these benchmark rows: the encoding plus targets (the training labels with
+        `fit`, else `target`), tiers and row ids."""
         rows = np.asarray(rows, dtype=np.int64)
-        y = torch.from_numpy(self.values[rows]).float()
+        y = torch.from_numpy((self.fit_values if fit else self.values)[rows]).float()
         attrs = dict(y=y, y_norm=(y - self.y_mean) / self.y_std, tier=torch.from_numpy(self.tiers[rows]),
                      idx=torch.from_numpy(rows))
         if self.extra_values is not None:
@@ -159,9 +190,10 @@ class ArchRankDataModule(L.LightningDataModule):
             raise ConfigError(f"teacher scores must be {len(pseudo)} finite values (one per row asked for), got shape {scores.shape}")
         quantile = scores.argsort().argsort() / max(len(pseudo) - 1, 1)
         new = copy.copy(self)  # shares the stacked graphs and cost caches
-        new.values = self.values.copy()
-        new.values[pseudo] = np.quantile(self.values[self.split.train], quantile)
-        new.tiers = assign_tiers(new.values, self.thresholds)
+        new.fit_values = self.fit_values.copy()
+        new.fit_values[pseudo] = np.quantile(self.fit_values[self.split.train], quantile)
+        new.values = new.fit_values if self.fit_values is self.values else self.values
+        new.tiers = assign_tiers(new.fit_values, self.thresholds)
         # the copy's test split drops the relabelled rows, so even it never scores against a pseudo target
         new.split = replace(self.split, train=np.concatenate([self.split.train, pseudo]), test=np.setdiff1d(self.split.test, pseudo))
         new._hparams = copy.deepcopy(self.hparams)
@@ -169,18 +201,18 @@ class ArchRankDataModule(L.LightningDataModule):
             new.hparams.batch_size = int(batch_size)
         return new
 
-    def rows_loader(self, rows: np.ndarray, shuffle: bool = False, batch_size: int | None = None) -> DataLoader:
-        """A loader over any benchmark rows (e.g. the whole space, for search)."""
+    def rows_loader(self, rows: np.ndarray, shuffle: bool = False, batch_size: int | None = None, fit: bool = False) -> DataLoader:
+        """A loader over any benchmark rows (e.g. the whole space, for search); `fit`: with the training labels."""
         sampler = EpochSeededSampler(len(rows), int(self.hparams.split_seed)) if shuffle else None
         return DataLoader(rows.tolist(), batch_size=batch_size or self.hparams.eval_batch_size, sampler=sampler,
-                          collate_fn=self.collate, num_workers=self.hparams.num_workers)
+                          collate_fn=partial(self.collate, fit=fit), num_workers=self.hparams.num_workers)
 
     def train_dataloader(self) -> DataLoader:
-        return self.rows_loader(self.split.train, shuffle=True, batch_size=self.hparams.batch_size)
+        return self.rows_loader(self.split.train, shuffle=True, batch_size=self.hparams.batch_size, fit=True)
 
     def val_dataloader(self) -> DataLoader:
         rows = self.split.val if len(self.split.val) >= 2 else self.split.train
-        return self.rows_loader(rows)
+        return self.rows_loader(rows, fit=True)  # checkpoints are selected on the training labels' kind
 
     def test_dataloader(self) -> DataLoader:
         return self.rows_loader(self.split.test)

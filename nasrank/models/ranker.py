@@ -99,7 +99,7 @@ class RankerModule(L.LightningModule):
 @torch.inference_mode()
 def score_batches(model: nn.Module, batches: Iterable, tiers: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """The one scoring loop: a model's scores (float64, higher = better) of every batch, in order, and
-    with `tiers` (NAR) its best-tier probabilities; the model is left in eval mode."""
+    with `tiers` (NAR) its tier probabilities (N, k), tier 0 the best; the model is left in eval mode."""
     model.eval()
     device = next(model.parameters()).device
     scores, probs = [], []
@@ -108,7 +108,7 @@ def score_batches(model: nn.Module, batches: Iterable, tiers: bool = False) -> t
         if tiers:
             out = model.outputs(batch)
             scores.append(out.scores.flatten().cpu())
-            probs.append(out.top_tier_prob.cpu())
+            probs.append(out.tier_probs.cpu())
         else:
             scores.append(model(batch).flatten().cpu())
     as_np = lambda parts: torch.cat(parts).double().numpy() if parts else np.empty(0)  # noqa: E731

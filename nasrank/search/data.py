@@ -26,18 +26,18 @@ class QueriedDataModule(ArchRankDataModule):
 
     def set_train_rows(self, rows: Sequence[int] | np.ndarray, values: Sequence[float] | np.ndarray | None = None) -> None:
         """Train on exactly these benchmark rows (no validation rows: every label costs a query) and
-        their measured `values` (default: the table's)."""
+        their measured `values` (default: the table's training labels, `fit_values`)."""
         rows, first = np.unique(np.asarray(rows, dtype=np.int64), return_index=True)
         if len(rows) < 2 or rows[0] < 0 or rows[-1] >= len(self.benchmark):
             raise ConfigError(f"a ranker needs at least 2 distinct training rows in 0..{len(self.benchmark) - 1}, got {len(rows)}")
         if values is not None:
             values = np.asarray(values, dtype=np.float64)[first]
-            if not np.array_equal(self.values[rows], values):
-                self.values = self.values.copy()  # never the benchmark's own array
-                self.values[rows] = values
+            if not np.array_equal(self.fit_values[rows], values):
+                self.fit_values = self.fit_values.copy()  # never the benchmark's own array
+                self.fit_values[rows] = values
         empty = np.empty(0, dtype=np.int64)
         self.split = Split(rows, empty, empty)
-        train_values = self.values[rows]
+        train_values = self.fit_values[rows]
         self.y_mean, self.y_std = float(train_values.mean()), float(train_values.std() + 1e-8)
         self.thresholds = tier_thresholds(train_values, self.hparams.num_tiers)
-        self.tiers = assign_tiers(self.values, self.thresholds)
+        self.tiers = assign_tiers(self.fit_values, self.thresholds)

@@ -1,4 +1,6 @@
-"""NAR's tier-guided sampler (Guo et al., 2022; public code AlbertiPot/nar, `sampler/`), as a search.
+"""Our own tier-guided search (`sampler=nar_tier`), after NAR's sampler (Guo et al., 2022; public code
+AlbertiPot/nar, `sampler/`); the official algorithm is `sampler=nar_tier_paper` (`nar_tier_paper.py`).
+This one refits the ranker every round on every query so far and ranks candidates by P(tier 1).
 
 Each round: tiers are cut on the values queried so far (quantiles, tier 1 = best); a histogram of
 whole-network FLOPs and one of params is built per tier over fixed equal-width bins of the space's
@@ -127,4 +129,4 @@ class NarTier(TopK):
             guided = oracle.sample_free(rng, self.pool_size - n_random, self.guided(oracle, bin_of, space_share))
             pool = oracle.distinct_free(np.concatenate([guided, oracle.sample_free(rng, n_random)]))
             scores, probs = ranker.predict(oracle.archs(pool), tiers=True)
-            oracle.query(self.best(oracle, pool[np.lexsort((-scores, -probs))], ranker.graphs), "ranker")
+            oracle.query(self.best(oracle, pool[np.lexsort((-scores, -probs[:, 0]))], ranker.graphs), "ranker")

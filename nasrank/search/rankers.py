@@ -38,7 +38,7 @@ class Ranker(Protocol):
     """What strategies need from a ranker."""
 
     name: str
-    #: whether `predict(rows, tiers=True)` gives a best-tier probability (NAR)
+    #: whether `predict(rows, tiers=True)` gives tier probabilities (NAR)
     has_tiers: bool
     #: the benchmark's dense graphs (strategies compute cell costs from them)
     graphs: DenseGraphs
@@ -49,7 +49,7 @@ class Ranker(Protocol):
         """Fit on these queried cells and their measured values (replacing any earlier fit)."""
 
     def predict(self, archs: Sequence[Arch], tiers: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-        """Scores of `archs` (higher = better) and, if `tiers`, their best-tier probabilities."""
+        """Scores of `archs` (higher = better) and, if `tiers`, their tier probabilities (N, k), tier 0 the best."""
 
 
 def rows_of(benchmark: Benchmark, archs: Sequence[Arch]) -> np.ndarray:

@@ -45,6 +45,9 @@ def search(cfg: DictConfig) -> tuple[History, list[Path]]:
     if cfg.data.get("_target_") == f"{custom_datamodule.__module__}.{custom_datamodule.__name__}":
         raise ConfigError("search needs a benchmark that measured every cell; data=custom holds only your measurements: "
                           "train on them with train.py, then rank the rest of the space with rank.py")
+    if cfg.data.get("fit_on", "target") != "target":
+        raise ConfigError(f"data.fit_on={cfg.data.fit_on} does not apply to a search: its ranker is fitted on what the search "
+                          "queries (data.target); search a validation target with data.target=<dataset>/valid_acc instead")
     constraint = Constraint.from_config(cfg.constraint)
     cost = front_cost(cfg.pareto, constraint)
     L.seed_everything(cfg.seed, workers=True, verbose=False)

@@ -92,6 +92,8 @@ def test_constrained_run_saves_the_pareto_front(tmp_path) -> None:
     (["sampler=nar_tier", "budget=7000"], "budget=7000; allowed: an integer in 1..6466"),
     (["constraint.params_max=0.08", "budget=200"], "budget=200; allowed: an integer in 1..127 (the non-isomorphic cells of nb201 within params_max=0.08)"),
     (["pareto=latency"], "nb201 has no latency cost on cifar10; available: params, flops"),
+    (["data.fit_on=valid"], "data.fit_on=valid does not apply to a search: its ranker is fitted on what the search queries (data.target)"),
+    (["sampler=nar_tier_paper", "ranker.name=gbdt"], "sampler nar_tier_paper keeps cells predicted in tier 1; ranker gbdt has no tiers"),
 ])
 def test_errors_are_one_line(args, expected, tmp_path, capsys) -> None:
     """The entry point's error path (cli.guard) in-process: exit code 2 and one line naming the problem."""
@@ -108,12 +110,12 @@ def test_unknown_sampler_is_one_line() -> None:
     from nasrank.cli import check_group_overrides
 
     assert check_group_overrides(["sampler=bayesopt"]) == \
-        "unknown sampler option 'bayesopt'; allowed: evolution, nar_tier, predictor_evolution, random, topk"
+        "unknown sampler option 'bayesopt'; allowed: evolution, nar_tier, nar_tier_paper, predictor_evolution, random, topk"
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("args, expected", [
-    (["sampler=bayesopt"], "unknown sampler option 'bayesopt'; allowed: evolution, nar_tier, predictor_evolution, random, topk"),
+    (["sampler=bayesopt"], "unknown sampler option 'bayesopt'; allowed: evolution, nar_tier, nar_tier_paper, predictor_evolution, random, topk"),
     (["sampler=topk", "budget=15"], "budget=15 is too small for sampler topk: it needs at least 21 queries"),
 ])
 def test_errors_are_one_line_subprocess(args, expected, tmp_path) -> None:

@@ -26,6 +26,7 @@ FAST = {
     "evolution": ["sampler.population=10"],
     "topk": ["sampler.n_init=10", "sampler.k=8", "sampler.pool_size=800", *TINY_RENAS],
     "nar_tier": ["sampler.n_init=10", "sampler.k=8", "sampler.pool_size=400", *TINY_NAR],
+    "nar_tier_paper": ["sampler.n_init=10", "sampler.k=4", "sampler.iterations=5", *TINY_NAR],  # a 2-epoch NAR predicts few tier-1 cells: fall back soon
     "predictor_evolution": ["sampler.population=10", "sampler.mutants=30", "sampler.k=4", "sampler.refit_every=8", "ranker.name=mlp_ensemble",
                             "+ranker.baseline.epochs=20", "+ranker.baseline.members=1"],
 }
