@@ -5,8 +5,8 @@ aspect, and the measured effect of the deviations (paper variant against the imp
 is a reading, not a measurement.  The effects are never written there: each names a results file and two
 row selectors, and this module averages the metric over the seeds both selections ran.  A selector may carry
 ``minus: {selector}`` to report a per-seed difference (e.g. a landmark variant's gain over plain SPOS on
-the same seed).  Search rows (``search.jsonl.gz``) take the metric ``queries_to_opt``: the median over seeds
-of the queries a run needed to reach the space's optimum, as the search section counts them.
+the same seed).  Search rows (``search.jsonl.gz``) take a statistic of the search section over the seeds both
+ran: ``queries_to_opt`` (median queries to the space's optimum), ``best_rank``, ``median`` (regret), ``found``.
 """
 
 from __future__ import annotations
@@ -26,10 +26,14 @@ STATUSES = {
     "unavoidable": "deviation, unavoidable",
     "improvement": "deviation, an improvement kept under its own name",
     "paper-vs-code": "official code followed (the paper text differs)",
+    "open": "deviation, not matched yet",
 }
+DEVIATIONS = ("unavoidable", "improvement", "open")
 HEADER_KEYS = ("method", "official_code", "paper_variant", "improved_variant", "aspects")
 ASPECT_KEYS = ("aspect", "official", "ours", "status")
 EFFECT_KEYS = ("label", "file", "paper", "improved", "metric")
+#: statistics of search runs (`benchmarks/search.py` stats: medians over seeds) -> decimals shown
+SEARCH_STATS = {"queries_to_opt": 0, "best_rank": 0, "median": 3, "found": 2}
 
 
 class FidelityError(ValueError):
@@ -87,8 +91,8 @@ def select(rows: list[dict], selector: dict) -> dict[int, dict]:
 
 def _values(rows: list[dict], selector: dict, metric: str) -> dict[int, float]:
     """seed -> metric (minus its `minus` selection's metric on the same seed, where given)."""
-    if metric == "queries_to_opt":
-        raise FidelityError("queries_to_opt is a median over runs, not a per-seed value")
+    if metric in SEARCH_STATS:
+        raise FidelityError(f"{metric} is a statistic over search runs, not a per-seed value")
     chosen = {s: float(r[metric]) for s, r in select(rows, selector).items() if r.get(metric) is not None}
     if "minus" in selector:
         base = _values(rows, selector["minus"], metric)
@@ -96,12 +100,11 @@ def _values(rows: list[dict], selector: dict, metric: str) -> dict[int, float]:
     return chosen
 
 
-def _queries(rows: list[dict], selector: dict, seeds: set[int]) -> tuple[float | None, int]:
-    """Median queries to the optimum over `seeds`' runs, and the budget (None: half of them never reached it)."""
-    search = load_search()
+def _search_stat(rows: list[dict], selector: dict, seeds: set[int], stat: str) -> tuple[float | None, int]:
+    """A search statistic over `seeds`' runs (`benchmarks/search.py` stats), and the budget it is taken at."""
     runs = [r for s, r in select(rows, selector).items() if s in seeds]
     budget = min(len(r["values"]) for r in runs)
-    return search.stats(runs, budget)["queries_to_opt"], budget
+    return load_search().stats(runs, budget)[stat], budget
 
 
 def effect_row(results: Path, effect: dict) -> str:
@@ -109,13 +112,13 @@ def effect_row(results: Path, effect: dict) -> str:
     path = results / effect["file"]
     rows = read_results(path) if path.is_file() else []
     paper, improved, metric = effect["paper"], effect["improved"], effect["metric"]
-    if metric == "queries_to_opt":
+    if metric in SEARCH_STATS:
         seeds = set(select(rows, paper)) & set(select(rows, improved))
         if not seeds:
             return f"| {effect['label']} | not measured | | | |"
-        (p, budget), (i, _) = _queries(rows, paper, seeds), _queries(rows, improved, seeds)
-        show = lambda q: f"{q:.0f}" if q is not None else f"> {budget}"  # noqa: E731
-        diff = f"{p - i:+.0f}" if p is not None and i is not None else "–"
+        (p, budget), (i, _) = (_search_stat(rows, sel, seeds, metric) for sel in (paper, improved))
+        show = lambda q: f"{q:.{SEARCH_STATS[metric]}f}" if q is not None else f"> {budget}"  # noqa: E731
+        diff = f"{p - i:+.{SEARCH_STATS[metric]}f}" if p is not None and i is not None else "–"
         return f"| {effect['label']} | {show(p)} | {show(i)} | {diff} | {len(seeds)} |"
     p_values, i_values = _values(rows, paper, metric), _values(rows, improved, metric)
     seeds = sorted(set(p_values) & set(i_values))
@@ -137,7 +140,8 @@ def method_section(doc: dict, results: Path) -> list[str]:
         lines.append(f"| {a['aspect']} | {a['official']} | {a['ours']} | {verdict} |")
     effects = doc.get("effects") or []
     if effects:
-        lines += ["", "Measured effect (mean over the seeds both ran; ± is the std of the per-seed difference):", "",
+        lines += ["", "Measured effect over the seeds both variants ran (ranking: mean, ± the std of the per-seed "
+                  "difference; search: the median over the seeds' runs):", "",
                   "| measured | paper variant | improved variant | paper − improved | seeds |", "|---|---|---|---|---|"]
         lines += [effect_row(results, e) for e in effects]
     return lines + [""]
@@ -148,11 +152,12 @@ def fidelity_section(results: Path, folder: Path) -> list[str]:
     docs = [load_fidelity(p) for p in sorted(folder.glob("*.yaml"))]
     if not docs:
         return []
-    deviations = sum(a["status"] in ("unavoidable", "improvement") for d in docs for a in d["aspects"])
+    deviations = sum(a["status"] in DEVIATIONS for d in docs for a in d["aspects"])
     lines = ["## Fidelity to the papers", "",
              ("Each paper variant against its official code, aspect by aspect.  Where paper text and code "
-                  "disagree we follow the code and say so.  Every deviation is either unavoidable (the row says "
-                  "why) or an improvement kept under another name, and its effect is measured on the same seeds "
+                  "disagree we follow the code and say so.  A deviation is unavoidable (the row says why), an "
+                  "improvement kept under another name, or not matched yet (the row says what is missing); the "
+                  "effect of the paper variant against the improved one is measured on the same seeds "
                   f"below each table (`benchmarks/fidelity/*.yaml`, rendered by `benchmarks/fidelity.py`).  Aspects "
                   f"checked: {sum(len(d['aspects']) for d in docs)}; deviations: {deviations}."), ""]
     for doc in docs:
