@@ -4,7 +4,7 @@ For a recipe on the embedded default (scikit-learn digits, NB201 supernet C=8/N=
 ``--experiment landmark_nb201`` (the default) or the official setting ``--experiment landmark_paper``:
 1. ground truth: every evaluation architecture is trained standalone with the fixed recipe of
    ``data.truth`` (cached in the cache dir; the accuracies go to `results/landmark_truth.json`, or
-   `results/landmark_truth_<experiment>.json` for another experiment);
+   `results/landmark_truth_<experiment>[_<hash of the overrides>].json` for another recipe);
 2. for each seed, the supernet is trained twice with identical settings (same seed, epochs, sampled
    paths, held-out cells): with the landmark term (``landmark``) and without it (``spos``:
    ``model.landmark_coef=0``); each run's test Kendall tau over the non-landmark cells, its final
@@ -87,9 +87,13 @@ def truth_record(cfg: DictConfig) -> dict:
                       for k, (row, a) in enumerate(zip(arrays["ops"], acc))]}
 
 
-def truth_path(results: Path, name: str, experiment: str) -> Path:
-    """Where an experiment's ground-truth record goes (the default experiment keeps the plain name)."""
-    return results / (f"{name}_truth.json" if experiment == DEFAULT_EXPERIMENT else f"{name}_truth_{experiment}.json")
+def truth_path(results: Path, name: str, experiment: str, overrides: tuple[str, ...] = ()) -> Path:
+    """Where a recipe's ground-truth record goes: the default experiment without overrides keeps the
+    plain name; overrides (which may change the truth) add a short hash of themselves."""
+    if experiment == DEFAULT_EXPERIMENT and not overrides:
+        return results / f"{name}_truth.json"
+    tag = f"_{hashlib.sha256(' '.join(overrides).encode()).hexdigest()[:8]}" if overrides else ""
+    return results / f"{name}_truth_{experiment}{tag}.json"
 
 
 def run_key(cfg: DictConfig) -> str:
@@ -151,7 +155,7 @@ def section(experiment: str, overrides: tuple[str, ...], by: dict[str, dict[int,
     r0 = by["landmark"][seeds[0]]
     lines = [
         f"### `{experiment}` {' '.join(overrides)}", "",
-        f"`python benchmarks/landmark.py --experiment {experiment}`: NB201 supernet (SPOS) on scikit-learn digits, "
+        f"`python benchmarks/landmark.py --experiment {experiment}{' --override ' + ' '.join(overrides) if overrides else ''}`: NB201 supernet (SPOS) on scikit-learn digits, "
         f"{r0['epochs']} epochs, {r0['n_landmarks']} landmarks; Kendall tau of the supernet's test accuracy against the "
         f"standalone ground truth over the {r0['n_heldout']} non-landmark cells. Same seeds, epochs, sampled paths and "
         f"held-out cells for both variants; {r0['machine']}.", "",
@@ -180,15 +184,15 @@ def section(experiment: str, overrides: tuple[str, ...], by: dict[str, dict[int,
     return "\n".join(lines)
 
 
-def report(rows: list[dict], truths: dict[str, dict]) -> str:
+def report(rows: list[dict], truths: dict[tuple[str, tuple[str, ...]], dict]) -> str:
     """Markdown: the gain over SPOS of every recipe, then a section per recipe."""
     groups = {k: by for k, by in recipes(rows).items() if paired(by)}
     lines = [
         "## Landmark-regularised supernet (embedded default)", "",
         "Each recipe is run with the landmark term and without it (`model.landmark_coef=0`, plain SPOS with the same "
         "seeds, paths and held-out cells); the gain is the paired difference of test Kendall tau. `landmark_nb201` is our "
-        "variant, `landmark_paper` the official code's best NB201 setting (`benchmarks/fidelity/landmark.yaml`). The two "
-        "recipes rank different held-out cells (their truths differ in size), so compare their gains, not their KTau.", "",
+        "variant, `landmark_paper` the official code's best NB201 setting (`benchmarks/fidelity/landmark.yaml`). Recipes "
+        "whose truths or landmarks differ rank different held-out cells: compare their gains over SPOS, not their KTau.", "",
         "| recipe | seeds | landmarks / held-out cells | test KTau, landmark | test KTau, SPOS | gain over SPOS |",
         "|---|---|---|---|---|---|",
     ]
@@ -201,7 +205,7 @@ def report(rows: list[dict], truths: dict[str, dict]) -> str:
                      f"{stat(pick('landmark'))} | {stat(pick('spos'))} | **{stat(gain)}** |")
     lines.append("")
     for (experiment, overrides), by in groups.items():
-        lines.append(section(experiment, overrides, by, truths.get(experiment)))
+        lines.append(section(experiment, overrides, by, truths.get((experiment, overrides))))
     lines += [
         "The `landmark_nb201` truth's budget is short (4 epochs = 20 SGD steps), so it ranks how fast a cell learns: "
         "parameter-free cells come first, unlike NB201's 200-epoch CIFAR ranking, where convolutions win. Longer recipes on "
@@ -225,7 +229,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     with tempfile.TemporaryDirectory() as out:
         truth = truth_record(compose_cfg([f"experiment={args.experiment}", *args.override], Path(out)))
-    truth_path(args.results, args.name, args.experiment).write_text(json.dumps(truth, indent=1) + "\n")
+    truth_path(args.results, args.name, args.experiment, tuple(args.override)).write_text(json.dumps(truth, indent=1) + "\n")
     jsonl = args.results / f"{args.name}.jsonl"
     done = load_rows(jsonl)
     with tempfile.TemporaryDirectory() as out:
@@ -240,9 +244,9 @@ def main(argv: list[str] | None = None) -> None:
                 logging.info("seed %d %-8s test KTau %.3f  (%.2f s/epoch)", seed, variant, done[key]["test_ktau"], done[key]["epoch_s"])
     rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
     truths = {}
-    for experiment in {r["experiment"] for r in rows}:
-        if (path := truth_path(args.results, args.name, experiment)).is_file():
-            truths[experiment] = json.loads(path.read_text())
+    for recipe in {(r["experiment"], tuple(r["overrides"])) for r in rows}:
+        if (path := truth_path(args.results, args.name, *recipe)).is_file():
+            truths[recipe] = json.loads(path.read_text())
     text = report(rows, truths)
     (args.results / f"{args.name}.md").write_text(text)
     print(text)

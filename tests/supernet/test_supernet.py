@@ -189,3 +189,8 @@ def test_paper_experiment_holds_the_official_setting(tmp_path):
     assert (m.optimizer.lr, m.optimizer.momentum, m.optimizer.nesterov, m.optimizer.weight_decay) == (0.025, 0.9, False, 0.0005)
     assert (d.batch_size, d.eval_batch_size, d.n_train, d.n_val, t.gradient_clip_val) == (256, 256, 300, 300, 5.0)
     assert d.truth.num_archs - m.landmarks >= 50 and d.truth.batch_size == 64
+    cifar = compose_train(["experiment=landmark_paper_cifar10"], tmp_path)  # the same setting at the full size
+    size_keys = {"channels", "cells_per_stage", "landmark_seed", "sample_seed"}
+    assert {k: v for k, v in cifar.model.items() if k not in size_keys} == {k: v for k, v in m.items() if k not in size_keys}
+    assert (cifar.model.channels, cifar.model.cells_per_stage, cifar.data.n_val, cifar.data.batch_size) == (16, 5, 0.5, 256)
+    assert cifar.data.truth.num_archs - cifar.model.landmarks == 200 and cifar.trainer.max_epochs == 400
