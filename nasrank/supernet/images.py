@@ -261,6 +261,20 @@ class ImageDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.split.test, train=False, shuffle=False)
 
+    def heldout_batch(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batch `index` of an endless stream over the validation images: each pass is a fresh
+        seeded shuffle cut into `batch_size` batches (the last one of a pass may be smaller), with
+        the training augmentation.  This is the official landmark term's separate batch (its
+        ``RepeatedDataLoader`` over the held-out half of the training images); a function of
+        (seed, index) only, so a resumed run draws the same batches."""
+        rows, size = self.split.val, self.hparams.batch_size
+        if len(rows) == 0:
+            raise ConfigError("a held-out landmark batch needs validation images; allowed: n_val ≥ 1")
+        per_pass = -(-len(rows) // size)
+        order = np.random.default_rng([self.hparams.seed, index // per_pass, 2]).permutation(rows)
+        start = (index % per_pass) * size
+        return self.batch(order[start:start + size], train=True, augment=self.hparams.augment)
+
     def calibration_batches(self, num_batches: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """A fixed set of training batches (no augmentation) for re-estimating BN statistics.
 

@@ -77,13 +77,13 @@ def nb201_table_truth(images: ImageDataModule, num_archs: int = 100, data_dir: s
 
 
 def train_standalone(arch: NB201Arch, images: ImageDataModule, seed: int, channels: int, cells_per_stage: int,
-                     epochs: int, lr: float, weight_decay: float) -> float:
+                     epochs: int, lr: float, weight_decay: float, batch_size: int) -> float:
     """Test accuracy (%) of `arch` trained alone on the training split: SGD (momentum 0.9, Nesterov),
     cosine learning rate to 0, cross-entropy; the same recipe for every architecture."""
     torch.manual_seed(seed)
     net = NB201Network.from_arch(arch, images.images.num_classes, channels, cells_per_stage)
     opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
-    size = images.hparams.batch_size
+    size = batch_size
     steps_per_epoch = math.ceil(len(images.split.train) / size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
     net.train()
@@ -106,14 +106,17 @@ def train_standalone(arch: NB201Arch, images: ImageDataModule, seed: int, channe
 
 def standalone_table(images: ImageDataModule, num_archs: int = 50, arch_seed: int = 0, channels: int = 8,
                      cells_per_stage: int = 1, epochs: int = 10, lr: float = 0.05, weight_decay: float = 5e-4,
-                     repeats: int = 1, cache_dir: str | None = None) -> dict[str, np.ndarray]:
+                     repeats: int = 1, batch_size: int | None = None, cache_dir: str | None = None) -> dict[str, np.ndarray]:
     """Train `spanning_archs(num_archs)` standalone, `repeats` seeds each; cached per dataset files,
-    split and recipe, so it is paid once.  Arrays: ``ops`` (archs x 6 op indices), ``acc`` (archs x
+    split and recipe, so it is paid once.  `batch_size` defaults to the datamodule's, so a supernet
+    recipe can change its own batch size and keep the same truth.  Arrays: ``ops`` (archs x 6 op indices), ``acc`` (archs x
     repeats, test accuracy %), ``seconds`` (total training time of the build)."""
     if epochs < 1 or repeats < 1:
         raise ConfigError(f"standalone truth needs epochs ≥ 1 and repeats ≥ 1, got {epochs} and {repeats}")
     archs = spanning_archs(num_archs, arch_seed)
-    recipe = dict(version=TRUTH_VERSION, dataset=images.dataset_name, split={k: images.hparams[k] for k in ("n_train", "n_val", "split_seed", "image_size", "augment", "batch_size")},
+    size = batch_size or images.hparams.batch_size
+    split = {k: images.hparams[k] for k in ("n_train", "n_val", "split_seed", "image_size", "augment")} | {"batch_size": size}
+    recipe = dict(version=TRUTH_VERSION, dataset=images.dataset_name, split=split,
                   archs=[a.to_str() for a in archs], channels=channels, cells_per_stage=cells_per_stage, epochs=epochs,
                   lr=lr, weight_decay=weight_decay, repeats=repeats)
 
@@ -122,7 +125,7 @@ def standalone_table(images: ImageDataModule, num_archs: int = 50, arch_seed: in
         start = time.perf_counter()
         for i, arch in enumerate(archs):
             for r in range(repeats):
-                acc[i, r] = train_standalone(arch, images, r, channels, cells_per_stage, epochs, lr, weight_decay)
+                acc[i, r] = train_standalone(arch, images, r, channels, cells_per_stage, epochs, lr, weight_decay, size)
             log.info("standalone %d/%d %s: %.2f%% (%.0f s so far)", i + 1, len(archs), arch.to_str(), acc[i].mean(), time.perf_counter() - start)
         return {"ops": np.array([a.op_indices for a in archs], dtype=np.int8), "acc": acc,
                 "seconds": np.array([time.perf_counter() - start])}

@@ -38,7 +38,7 @@ def test_all_pairs_and_random_pairs():
     counts = np.unique(draws, axis=0, return_counts=True)[1]
     assert len(counts) == 10 and counts.min() > 150  # every pair, about uniformly (200 expected)
     assert lm.landmark_pairs(30, "random_pairwise", rng, num_pairs=4).shape == (4, 2)
-    with pytest.raises(ConfigError, match="allowed: random_pairwise, all"):
+    with pytest.raises(ConfigError, match="allowed: random_pairwise, randint, all"):
         lm.landmark_pairs(5, "adjacent", rng)
 
 
@@ -92,3 +92,37 @@ def test_nb201_table_truth_spans_accuracy():
 def test_nb201_table_truth_refuses_other_data():
     with pytest.raises(ConfigError, match="no 'digits' accuracies"):
         gt.nb201_table_truth(SimpleNamespace(dataset_name="digits"))
+
+
+def test_official_cosine_increase_is_zero_for_150_of_400_epochs_then_a_per_epoch_cosine():
+    coef = lambda e: lm.cosine_increase_coef(e, 10.0, warmup_epochs=150, max_epochs=400)  # noqa: E731
+    assert coef(0) == coef(149) == 0.0
+    # the official code's T_cur = (epoch - 150) + batch_idx 1, T_total = all 400 epochs
+    assert coef(150) == pytest.approx(5.0 * (1 - np.cos(np.pi / 400)))
+    assert coef(349) == pytest.approx(5.0)
+    assert coef(399) == pytest.approx(5.0 * (1 - np.cos(0.625 * np.pi))) == pytest.approx(6.9134, abs=1e-4)
+    values = [coef(e) for e in range(150, 400)]
+    assert all(b > a for a, b in zip(values, values[1:]))
+
+
+def test_randint_pairs_are_the_official_draw():
+    """Official: a = randint(0, n-2), b = randint(a+1, n-1) over landmarks sorted worst first; the pair
+    (worst-first b, a) is (better, worse).  Pairs of the best landmarks are the likeliest."""
+    rng = np.random.default_rng(0)
+    draws = np.concatenate([lm.landmark_pairs(4, "randint", rng) for _ in range(6000)])
+    assert (draws[:, 0] < draws[:, 1]).all()
+    freq = {tuple(p): c / len(draws) for p, c in zip(*np.unique(draws, axis=0, return_counts=True))}
+    # best-first positions: (0, 1) is worst-first (2, 3): P = 1/3 * 1; (2, 3) is worst-first (0, 1): P = 1/3 * 1/3
+    assert freq[(0, 1)] == pytest.approx(1 / 3, abs=0.02) and freq[(2, 3)] == pytest.approx(1 / 9, abs=0.02)
+    assert freq[(0, 3)] == pytest.approx(1 / 9, abs=0.02) and len(freq) == 6
+
+
+def test_random_landmarks_are_seeded_best_first_and_of_the_right_size():
+    values = np.linspace(90.0, 10.0, 100)
+    picked = lm.choose_landmarks(values, 50, "random", seed=3)
+    assert len(picked) == len(set(picked.tolist())) == 50 and (np.diff(values[picked]) < 0).all()
+    assert picked.tolist() == lm.choose_landmarks(values, 50, "random", seed=3).tolist()
+    assert set(picked.tolist()) != set(lm.choose_landmarks(values, 50, "random", seed=4).tolist())
+    assert lm.choose_landmarks(values, 3, "spread", seed=3).tolist() == [0, 50, 99]
+    with pytest.raises(ConfigError, match="allowed: spread, random"):
+        lm.choose_landmarks(values, 3, "fixed", seed=0)

@@ -1,8 +1,9 @@
-"""SPOS supernet: path sampling, weight inheritance, BN recalibration, training through train.py."""
+"""SPOS supernet: path sampling, weight inheritance, BN recalibration or none, landmark batches, training through train.py."""
 
 from __future__ import annotations
 
 import re
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from scipy.stats import kendalltau
 from nasrank.core import ConfigError
 from nasrank.spaces.nb201 import EDGES, OPS, SPACE
 from nasrank.supernet.cells import NB201Network
+from nasrank.supernet.images import ImageDataModule
 from nasrank.supernet.model import Supernet, SupernetModule, sample_arch
 from nasrank.training import train
 
@@ -80,8 +82,11 @@ def data_info(n: int = 8) -> dict:
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(landmarks=7), "allowed: 2..6"),
-    (dict(landmark_pairs="adjacent"), "allowed: random_pairwise, all"),
+    (dict(landmark_pairs="adjacent"), "allowed: random_pairwise, randint, all"),
     (dict(calib_batches=0), "calib_batches ≥ 1"),
+    (dict(landmark_batch="valid"), "allowed: train, heldout"),
+    (dict(landmark_schedule="cosine"), "allowed: cosine_step, cosine_increase"),
+    (dict(scheduler_interval="batch"), "allowed: step, epoch"),
 ])
 def test_bad_supernet_settings_are_config_errors(kwargs, match):
     with pytest.raises(ConfigError, match=match):
@@ -124,3 +129,68 @@ def test_landmark_term_trains_and_is_logged_only_when_on(tmp_path):
     assert on["train/landmark_coef"] > 0 and len(objects["model"].epoch_times) == 2
     off, _ = train(compose_train([*common, "model.landmark_coef=0"], tmp_path / "off"))
     assert "train/landmark_loss" not in off and off["train/landmark_coef"] == 0.0
+
+
+def test_paper_bn_has_no_running_statistics_and_normalises_each_batch_by_itself():
+    module = SupernetModule(data_info(), optimizer=torch.optim.SGD, channels=4, cells_per_stage=1, landmarks=4, bn_running_stats=False)
+    bns = module.supernet.bns
+    assert bns and all(not bn.track_running_stats and bn.running_mean is None and bn.running_var is None for bn in bns)
+    assert all(bn.affine and bn.weight is not None for bn in bns)  # official: affine=True
+    assert not any("running" in k or "num_batches" in k for k in module.state_dict())
+    torch.manual_seed(0)
+    x = torch.randn(6, 3, 8, 8)
+    module.eval()
+    with torch.no_grad():  # in evaluation too, an image's output depends on the batch it is in
+        assert not torch.allclose(module(x)[:3], module(x[:3]), atol=1e-4)
+    ours = SupernetModule(data_info(), optimizer=torch.optim.SGD, channels=4, cells_per_stage=1, landmarks=4).eval()
+    with torch.no_grad():
+        assert torch.allclose(ours(x)[:3], ours(x[:3]), atol=1e-5)
+
+
+def test_landmark_term_sees_the_heldout_batch_not_the_training_batch(monkeypatch):
+    module = SupernetModule(data_info(), optimizer=torch.optim.SGD, channels=2, cells_per_stage=1, landmarks=4,
+                            landmark_batch="heldout", landmark_schedule="cosine_increase", landmark_warmup_epochs=2)
+    torch.manual_seed(0)
+    train_batch = (torch.randn(4, 3, 8, 8), torch.randint(0, 10, (4,)))
+    heldout = {7: (torch.randn(5, 3, 8, 8), torch.randint(0, 10, (5,)))}
+    seen = []
+    original = module._path_loss
+    monkeypatch.setattr(module, "_path_loss", lambda choice, x, y: seen.append(x) or original(choice, x, y))
+    monkeypatch.setattr(module, "log", lambda *a, **k: None)
+    trainer = SimpleNamespace(datamodule=SimpleNamespace(heldout_batch=heldout.__getitem__), current_epoch=1, global_step=7,
+                              max_epochs=10, num_training_batches=3)
+    monkeypatch.setattr(module, "_trainer", trainer)  # what current_epoch, global_step and trainer read
+    module.training_step(train_batch, 0)  # epoch 1 < 2 warm-up epochs: coefficient 0, no landmark forward
+    assert len(seen) == 1 and seen[0] is train_batch[0]
+    trainer.current_epoch = 2
+    loss = module.training_step(train_batch, 0)
+    assert len(seen) == 4 and seen[1] is train_batch[0]
+    assert seen[2] is heldout[7][0] and seen[3] is heldout[7][0]  # both landmarks of the pair, on held-out batch 7
+    assert loss.requires_grad
+
+
+def test_heldout_batches_cycle_reshuffled_passes_over_the_validation_images():
+    dm = ImageDataModule("digits", n_train=64, n_val=20, batch_size=8, seed=5)
+    rows = lambda i: dm.heldout_batch(i)  # noqa: E731
+    dm.batch = lambda r, train, augment=False: (torch.as_tensor(r), torch.as_tensor(r))
+    first = [rows(i)[0].tolist() for i in range(3)]  # one pass: 8 + 8 + 4 images
+    assert [len(b) for b in first] == [8, 8, 4] and sorted(sum(first, [])) == dm.split.val.tolist()
+    second = sum((rows(i)[0].tolist() for i in range(3, 6)), [])
+    assert sorted(second) == dm.split.val.tolist() and second != sum(first, [])
+    assert rows(4)[0].tolist() == rows(4)[0].tolist() and not set(sum(first, [])) & set(dm.split.train.tolist())
+
+
+def test_paper_experiment_holds_the_official_setting(tmp_path):
+    cfg = compose_train(["experiment=landmark_paper"], tmp_path)
+    m, d, t = cfg.model, cfg.data, cfg.trainer
+    assert (m.landmarks, m.landmark_choice, m.landmark_pairs, m.landmark_num_pairs, m.landmark_batch) == (50, "random", "randint", 1, "heldout")
+    assert (m.landmark_coef, m.landmark_schedule, m.landmark_warmup_epochs, t.max_epochs) == (10.0, "cosine_increase", 150, 400)
+    assert m.bn_running_stats is False and m.scheduler_interval == "epoch" and m.scheduler.eta_min == 0.001
+    assert (m.optimizer.lr, m.optimizer.momentum, m.optimizer.nesterov, m.optimizer.weight_decay) == (0.025, 0.9, False, 0.0005)
+    assert (d.batch_size, d.eval_batch_size, d.n_train, d.n_val, t.gradient_clip_val) == (256, 256, 300, 300, 5.0)
+    assert d.truth.num_archs - m.landmarks >= 50 and d.truth.batch_size == 64
+    cifar = compose_train(["experiment=landmark_paper_cifar10"], tmp_path)  # the same setting at the full size
+    size_keys = {"channels", "cells_per_stage", "landmark_seed", "sample_seed"}
+    assert {k: v for k, v in cifar.model.items() if k not in size_keys} == {k: v for k, v in m.items() if k not in size_keys}
+    assert (cifar.model.channels, cifar.model.cells_per_stage, cifar.data.n_val, cifar.data.batch_size) == (16, 5, 0.5, 256)
+    assert cifar.data.truth.num_archs - cifar.model.landmarks == 200 and cifar.trainer.max_epochs == 400
