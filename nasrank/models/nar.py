@@ -87,7 +87,7 @@ class NARNet(nn.Module):
 
     def __init__(self, encoder: nn.Module, num_tiers: int, decoder_layers: int, decoder_heads: int, decoder_query: str,
                  tier_hidden: int, score_hidden: int, readout: str, scale_logits: bool, dropout: float,
-                 decoder_positional: bool = False, tier_head_bias: bool = True) -> None:
+                 decoder_positional: bool = False, tier_head_bias: bool = True, nar_code_layers: bool = False) -> None:
         super().__init__()
         if readout not in READOUTS:
             raise ConfigError(f"readout={readout!r}; allowed: {', '.join(READOUTS)}")
@@ -96,7 +96,7 @@ class NARNet(nn.Module):
         self.readout, self.logit_scale = readout, dim ** -0.5 if scale_logits else 1.0
         self.tiers = TierMemory(num_tiers, length, dim)
         self.decoder = TierDecoder(dim, num_tiers, decoder_layers, decoder_heads, dropout=dropout, query=decoder_query,
-                                   positional=decoder_positional) if decoder_layers else None
+                                   positional=decoder_positional, nar_code_layers=nar_code_layers) if decoder_layers else None
         read_dim = dim * length if readout == "flatten" else dim
         self.tier_head = encoders.mlp([read_dim, tier_hidden, num_tiers])
         if not tier_head_bias:  # the NAR code's tier projection has no bias in its hidden layer
@@ -152,6 +152,7 @@ class NARModule(RankerModule):
         rank_weight, tier_weight, label_smoothing: NAR's objective, tier_weight · CE(tiers) +
             rank_weight · `loss`(scores) (λ = rank_weight: 9 on NB101, 1 on NB201 in the paper).
         decoder_positional: add sinusoidal positions to the decoder's tier queries (the NAR code does).
+        nar_code_layers: decoder layers exactly as the NAR code's (`TierDecoder`).
         tier_head_bias: a bias in the tier head's hidden layer (the NAR code has none).
         reset_tiers_to_zero: every epoch starts from all-zero tier embeddings (the NAR code's fresh
             buckets) instead of keeping last epoch's until a tier is seen again.
@@ -170,7 +171,7 @@ class NARModule(RankerModule):
                  score_hidden: int = 1024, readout: str = "flatten", scale_logits: bool = True, dropout: float = 0.1,
                  rank_weight: float = 1.0, tier_weight: float = 1.0, label_smoothing: float = 0.0,
                  decoder_positional: bool = False, tier_head_bias: bool = True, reset_tiers_to_zero: bool = False,
-                 xavier_init: bool = False, paper_space: str | None = None, **kwargs) -> None:
+                 xavier_init: bool = False, paper_space: str | None = None, nar_code_layers: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
         if paper_space is not None and data_info.get("space") != paper_space:
             raise ConfigError(f"these are NAR's published {paper_space} settings but the data is {data_info.get('space')}; "
@@ -185,7 +186,7 @@ class NARModule(RankerModule):
             encoders.check_reads(factory, tensors)
         self.nets = nn.ModuleList(
             NARNet(encoders.build(factory, data_info), k, decoder_layers, decoder_heads, decoder_query, tier_hidden,
-                   score_hidden, readout, scale_logits, dropout, decoder_positional, tier_head_bias)
+                   score_hidden, readout, scale_logits, dropout, decoder_positional, tier_head_bias, nar_code_layers)
             for factory in factories for _ in range(members))
         if xavier_init:
             for p in self.nets.parameters():

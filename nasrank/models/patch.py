@@ -22,20 +22,22 @@ class PatchTransformer(TokenTransformer):
     Args:
         channels, tensor_side: C and S (filled from the datamodule's `data_info` when the data
             attaches a ReNAS tensor).
-        hidden, layers, heads, ffn_mult, dropout, positional, norm_first: as `TokenTransformer`
-            (NAR: 6 layers x 4 heads, FFN 4 x hidden, dropout 0.1, sinusoid, post-norm).
+        hidden, layers, heads, ffn_mult, dropout, positional, norm_first, nar_code_layers: as
+            `TokenTransformer` (NAR: 6 layers x 4 heads, FFN 4 x hidden, dropout 0.1, sinusoid, post-norm,
+            the NAR code's layers).
     """
 
     reads = ("renas",)  # batch.tensor, either ReNAS view
 
     def __init__(self, channels: int | None = None, tensor_side: int | None = None, hidden: int = 256, layers: int = 6,
                  heads: int = 4, ffn_mult: int = 4, dropout: float = 0.1, positional: str = "sinusoid",
-                 norm_first: bool = False) -> None:
+                 norm_first: bool = False, nar_code_layers: bool = False) -> None:
         if channels is None or tensor_side is None:
             raise ConfigError("the patch encoder reads batch.tensor: the data must attach it "
                               "(model.tensors=[renas], or [renas_edge] on NB201)")
         super().__init__(token_dim=tensor_side * tensor_side, max_nodes=channels, hidden=hidden, layers=layers,
-                         heads=heads, ffn_mult=ffn_mult, dropout=dropout, positional=positional, norm_first=norm_first)
+                         heads=heads, ffn_mult=ffn_mult, dropout=dropout, positional=positional, norm_first=norm_first,
+                         nar_code_layers=nar_code_layers)
         self.shape = (channels, tensor_side, tensor_side)
 
     def forward(self, batch) -> tuple[Tensor, Tensor]:

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from nasrank.core import ConfigError
-from nasrank.models.transformer import sinusoid_table
+from nasrank.models.transformer import as_nar_code_layer, sinusoid_table
 
 QUERIES = ("tiers", "arch")
 
@@ -77,11 +77,12 @@ class TierDecoder(nn.Module):
     architecture's tokens attend to all k·L tier tokens (tagged with a learned tier identity, since
     attention alone cannot tell which tier a token came from), one sequence per architecture.
     Both return (B, L, D).  `positional` adds the sinusoidal position of each token to the projected
-    tier embeddings, as the NAR code's decoder does with its queries.
+    tier embeddings, as the NAR code's decoder does with its queries; `nar_code_layers` makes the
+    layers the NAR code's (`nasrank.models.transformer.as_nar_code_layer`).
     """
 
     def __init__(self, dim: int, num_tiers: int, layers: int = 6, heads: int = 4, ffn_mult: int = 4,
-                 dropout: float = 0.1, query: str = "tiers", positional: bool = False) -> None:
+                 dropout: float = 0.1, query: str = "tiers", positional: bool = False, nar_code_layers: bool = False) -> None:
         super().__init__()
         if query not in QUERIES:
             raise ConfigError(f"decoder query={query!r}; allowed: {', '.join(QUERIES)}")
@@ -93,6 +94,8 @@ class TierDecoder(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         layer = nn.TransformerDecoderLayer(dim, heads, ffn_mult * dim, dropout, batch_first=True)
+        if nar_code_layers:
+            layer = as_nar_code_layer(layer, dim, heads, dropout)
         self.layers = nn.TransformerDecoder(layer, layers)
 
     def forward(self, tiers: Tensor, h: Tensor, pad: Tensor) -> Tensor:

@@ -104,8 +104,8 @@ def test_patch_tokens_of_a_known_nb101_cell() -> None:
 def tiny_nar(space: str = "nb201", **kwargs) -> NARModule:
     enc, _ = encode("nb201", [get_space("nb201").from_str(NB201_CELL)], ("renas_edge",))
     info = {**enc.data_info(5), "space": space}
-    encoder = hydra.utils.instantiate({"_target_": "nasrank.models.patch.PatchTransformer", "_partial_": True,
-                                       "hidden": 16, "layers": 1, "heads": 2})
+    encoder = hydra.utils.instantiate({"_target_": "nasrank.models.patch.PatchTransformer", "_partial_": True, "hidden": 16,
+                                       "layers": 1, "heads": 2, "nar_code_layers": kwargs.get("nar_code_layers", False)})
     return NARModule(encoder, info, loss=torch.nn.Identity(), optimizer=None, **{**TINY_NAR, "tier_hidden": 16, **kwargs})
 
 
@@ -169,3 +169,20 @@ def test_renas_logs_the_training_batches_ktau() -> None:
     _, extra = model.training_loss(Batch)
     scores = model(Batch).detach().numpy()
     assert extra["ktau"] == pytest.approx(kendalltau(scores, Batch.y_norm.numpy()).statistic, abs=1e-6)
+
+
+def test_nar_code_layers_have_no_attention_bias_nor_inner_dropout() -> None:
+    m = tiny_nar(nar_code_layers=True)
+    enc_layer = m.nets[0].encoder.layers.layers[0]
+    dec_layer = m.nets[0].decoder.layers.layers[0]
+    for layer in (enc_layer, dec_layer):
+        attns = [layer.self_attn] + ([layer.multihead_attn] if hasattr(layer, "multihead_attn") else [])
+        assert all(a.in_proj_bias is None and a.out_proj.bias is None for a in attns)
+        assert isinstance(layer.dropout, torch.nn.Identity) and layer.norm1.eps == 1e-6
+        assert layer.linear1.bias is not None  # the feed-forward keeps its biases
+    assert tiny_nar().nets[0].decoder.layers.layers[0].self_attn.in_proj_bias is not None
+    batch = encode("nb201", [get_space("nb201").from_str(NB201_CELL)] * 3, ("renas_edge",))[1]
+    batch.tier = torch.tensor([0, 1, 2])
+    m.train()
+    out = m.outputs(batch)
+    assert out.tier_probs.shape == (3, 5) and out.scores.shape == (3,)
