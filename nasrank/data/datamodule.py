@@ -64,12 +64,14 @@ class ArchRankDataModule(L.LightningDataModule):
         node_costs: append per-node FLOPs/params (normalised) to the node features `x`.
         cost_dataset: dataset whose network sizes define FLOPs/params (default: the target's).
         eval_targets: more target keys evaluated on the test split (cross-dataset transfer).
+        drop_last: drop each epoch's last, incomplete training batch (the NAR code does).
     """
 
     def __init__(self, benchmark: Benchmark | Callable[[], Benchmark], target: str, n_train: int | float = 0.1,
                  n_val: int | float = 0, split_seed: int = 0, batch_size: int = 128, eval_batch_size: int = 4096,
                  dedup_iso: bool = False, canonical_iso: bool = False, num_tiers: int = 5, tensors: Sequence[str] = (), node_costs: bool = True,
-                 cost_dataset: str | None = None, eval_targets: Sequence[str] = (), num_workers: int = 0) -> None:
+                 cost_dataset: str | None = None, eval_targets: Sequence[str] = (), num_workers: int = 0,
+                 drop_last: bool = False) -> None:
         super().__init__()
         tensors, eval_targets = list(tensors), list(eval_targets)  # plain lists: checkpoints load with weights_only
         self.save_hyperparameters(ignore=["benchmark"])
@@ -169,14 +171,17 @@ class ArchRankDataModule(L.LightningDataModule):
             new.hparams.batch_size = int(batch_size)
         return new
 
-    def rows_loader(self, rows: np.ndarray, shuffle: bool = False, batch_size: int | None = None) -> DataLoader:
+    def rows_loader(self, rows: np.ndarray, shuffle: bool = False, batch_size: int | None = None,
+                    drop_last: bool = False) -> DataLoader:
         """A loader over any benchmark rows (e.g. the whole space, for search)."""
         sampler = EpochSeededSampler(len(rows), int(self.hparams.split_seed)) if shuffle else None
         return DataLoader(rows.tolist(), batch_size=batch_size or self.hparams.eval_batch_size, sampler=sampler,
-                          collate_fn=self.collate, num_workers=self.hparams.num_workers)
+                          collate_fn=self.collate, num_workers=self.hparams.num_workers, drop_last=drop_last)
 
     def train_dataloader(self) -> DataLoader:
-        return self.rows_loader(self.split.train, shuffle=True, batch_size=self.hparams.batch_size)
+        # a training split smaller than one batch still gives its one batch
+        drop = self.hparams.drop_last and len(self.split.train) >= self.hparams.batch_size
+        return self.rows_loader(self.split.train, shuffle=True, batch_size=self.hparams.batch_size, drop_last=drop)
 
     def val_dataloader(self) -> DataLoader:
         rows = self.split.val if len(self.split.val) >= 2 else self.split.train

@@ -186,3 +186,11 @@ def test_nar_code_layers_have_no_attention_bias_nor_inner_dropout() -> None:
     m.train()
     out = m.outputs(batch)
     assert out.tier_probs.shape == (3, 5) and out.scores.shape == (3,)
+
+
+@pytest.mark.parametrize("n_train, drop_last, sizes", [(40, True, [16, 16]), (40, False, [16, 16, 8]), (10, True, [10])])
+def test_drop_last_drops_the_incomplete_training_batch(n_train, drop_last, sizes, tmp_path) -> None:
+    cfg = compose_train(["data=analognas_cifar10", f"data.n_train={n_train}", "data.n_val=8", "data.batch_size=16",
+                         f"data.drop_last={str(drop_last).lower()}", "model.tensors=[]"], tmp_path)
+    dm = hydra.utils.instantiate(cfg.data)
+    assert [b.num_graphs for b in dm.train_dataloader()] == sizes
