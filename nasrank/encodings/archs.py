@@ -25,6 +25,10 @@ from nasrank.spaces import Arch, Space, get_space
 #: that reads `batch.tensor` reads either
 TENSOR_ATTRS = {"renas": "tensor", "renas_edge": "tensor", "nar": "tokens"}
 TENSORS = tuple(TENSOR_ATTRS)
+#: NB101 cost units of the NAR/ReNAS code's tensor: FLOPs (2 per multiply-add) / 1e7 and params / 1e5,
+#: as (MFLOPs of multiply-adds, M params) divisors
+NAR_CODE_NB101_SCALE = CostScale(5.0, 0.1)
+COST_UNITS = ("max", "nar_code")
 
 
 def provides(tensors: Sequence[str], wanted: str) -> bool:
@@ -44,6 +48,8 @@ class EncodingSpec:
         cost_dataset: dataset whose network sizes define FLOPs/params (NB201/NB101 only).
         canonical_iso: encode every cell as its isomorphism class's representative, so cells that
             compute the same function get identical features and scores.
+        cost_units: what node costs are divided by: ``"max"``, the space's largest node (every value in
+            [0, 1]), or ``"nar_code"`` (NB101 only), the NAR/ReNAS code's FLOPs / 1e7 and params / 1e5.
     """
 
     space: str
@@ -51,6 +57,7 @@ class EncodingSpec:
     node_costs: bool = True
     cost_dataset: str = "cifar10"
     canonical_iso: bool = False
+    cost_units: str = "max"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tensors", tuple(self.tensors))
@@ -60,6 +67,11 @@ class EncodingSpec:
             raise ConfigError("tensors renas and renas_edge both fill batch.tensor; choose one")
         if "renas_edge" in self.tensors and self.space != "nb201":
             raise ConfigError(f"tensor renas_edge is NB201's edge view; space {self.space!r} has node ops: use renas")
+        if self.cost_units not in COST_UNITS:
+            raise ConfigError(f"cost_units={self.cost_units!r}; allowed: {', '.join(COST_UNITS)}")
+        if self.cost_units == "nar_code" and self.space != "nb101":
+            raise ConfigError(f"cost_units=nar_code is NB101's; on {self.space!r} use max (NB201's code tensor, renas_edge, "
+                              "has its own units)")
         get_space(self.space)
 
     def to_dict(self) -> dict:
@@ -136,6 +148,8 @@ class EncodedArchs:
         features of a cell do not depend on which other cells are encoded with it."""
         if self.spec.space not in SPACES_WITH_COSTS:
             return CostScale(1.0, 1.0)
+        if self.spec.cost_units == "nar_code":
+            return NAR_CODE_NB101_SCALE
         return node_cost_scale(self.spec.space, self.spec.cost_dataset)
 
     @cached_property

@@ -194,3 +194,15 @@ def test_drop_last_drops_the_incomplete_training_batch(n_train, drop_last, sizes
                          f"data.drop_last={str(drop_last).lower()}", "model.tensors=[]"], tmp_path)
     dm = hydra.utils.instantiate(cfg.data)
     assert [b.num_graphs for b in dm.train_dataloader()] == sizes
+
+
+def test_nar_code_units_of_the_nb101_tensor() -> None:
+    """The NAR/ReNAS code divides NB101 vertex FLOPs (2 per multiply-add) by 1e7 and params by 1e5."""
+    enc = EncodedArchs(dense_graphs([NB101Arch(NB101_MATRIX, NB101_OPS)], get_space("nb101")),
+                       EncodingSpec("nb101", ("renas",), cost_units="nar_code"))
+    t = enc.collate([0]).tensor[0].numpy()
+    # vertex 3 (conv3x3, 64 wide, fed by vertex 2, feeding vertex 5) of the first cell: 9*64*64 weights + BN
+    # at 32x32, as in the example file (75497472 FLOPs, 36992 params)
+    assert t[1, 2, 3] == pytest.approx(75497472 / 1e7) and t[2, 2, 3] == pytest.approx(36992 / 1e5)
+    with pytest.raises(ConfigError, match="cost_units=nar_code is NB101's"):
+        EncodingSpec("nb201", ("renas",), cost_units="nar_code")
