@@ -206,3 +206,15 @@ def test_nar_code_units_of_the_nb101_tensor() -> None:
     assert t[1, 2, 3] == pytest.approx(75497472 / 1e7) and t[2, 2, 3] == pytest.approx(36992 / 1e5)
     with pytest.raises(ConfigError, match="cost_units=nar_code is NB101's"):
         EncodingSpec("nb201", ("renas",), cost_units="nar_code")
+
+
+def test_validation_tier_accuracy_is_that_of_the_tier_probabilities() -> None:
+    m = tiny_nar().eval()
+    space = get_space("nb201")
+    batch = encode("nb201", [space.from_index(i) for i in (0, 77, 901, 4000, 12000, 15000)], ("renas_edge",))[1]
+    batch.tier, batch.y, batch.idx = torch.tensor([0, 1, 2, 3, 4, 0]), torch.arange(6.0), torch.arange(6)
+    m.nets[0].tiers.update(torch.randn(6, 31, 16), torch.zeros(6, 31, dtype=torch.bool), batch.tier)
+    with torch.no_grad():
+        m.validation_step(batch, 0)
+        expected = (m.outputs(batch).tier_probs.argmax(-1) == batch.tier).float().mean()
+    assert m.val_tier_acc.compute() == pytest.approx(float(expected))
