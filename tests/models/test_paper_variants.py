@@ -38,7 +38,7 @@ def encode(space: str, archs: list, tensors: tuple[str, ...]) -> tuple[EncodedAr
     return enc, enc.collate(np.arange(len(archs)))
 
 
-def nb201_edge_expected(cell: int, side: int, channels: int) -> tuple[np.ndarray, np.ndarray]:
+def nb201_edge_expected(side: int, channels: int) -> tuple[np.ndarray, np.ndarray]:
     """FLOPs and params matrices of one NB201 cell of NB201_CELL: the two conv1x1 (edges 0 -> 2 and
     0 -> 3) have C*C weights + 2C BN parameters and that many FLOPs per output pixel; the pool and the
     skips cost nothing."""
@@ -55,7 +55,7 @@ def test_nb201_edge_tensor_of_the_nar_example_cell() -> None:
     np.testing.assert_array_equal(t[0], NB201_TYPES)
     # cells 0-4: 16 channels at 32x32, 5-9: 32 at 16x16, 10-14: 64 at 8x8 (CIFAR-10 network)
     for cell, (side, c) in enumerate([(32, 16)] * 5 + [(16, 32)] * 5 + [(8, 64)] * 5):
-        flops, params = nb201_edge_expected(cell, side, c)
+        flops, params = nb201_edge_expected(side, c)
         np.testing.assert_array_equal(t[1 + 2 * cell], flops)
         np.testing.assert_array_equal(t[2 + 2 * cell], params)
     assert t[1, 0, 2] == 294912 and t[30, 0, 3] == 4224  # the example file's cells0 FLOPs, cells16 params
@@ -84,7 +84,7 @@ def test_patch_tokens_of_a_known_nb201_cell() -> None:
     tokens = patch_tokens("nb201", get_space("nb201").from_str(NB201_CELL), ("renas_edge",))
     assert tokens.shape == (31, 16)  # one token per channel, a 4 x 4 patch each
     np.testing.assert_array_equal(tokens[0].reshape(4, 4), NB201_TYPES)
-    flops, params = nb201_edge_expected(14, 8, 64)
+    flops, params = nb201_edge_expected(8, 64)
     np.testing.assert_array_equal(tokens[29].reshape(4, 4), flops)
     np.testing.assert_array_equal(tokens[30].reshape(4, 4), params)
 
