@@ -12,7 +12,8 @@ there (rows that failed are retried), so an interrupted grid resumes where it st
     python benchmarks/ranking.py --methods nar gin+listnet --datasets nb201_cifar100 --sizes 156 --seeds 0 1
 
 Methods: `mlp_ensemble`, `gbdt` (table baselines, `nasrank.models.baselines`), `nar_recipe` /
-`renas_recipe` (the paper's recipe: `experiment=<model>_<space>`), a recipe of `conf/experiment/` by its
+`renas_recipe` (the paper's recipe: `experiment=<model>_<space>`), `nar_paper_recipe` / `renas_paper_recipe` (the
+method exactly as its public code: `experiment=<model>_paper_<space>`), a recipe of `conf/experiment/` by its
 name (e.g. `best_nb201`: `experiment=best_nb201`), the named Hydra methods in `METHODS`, `<model>+<loss>`
 (e.g. `gin+pairwise_logistic`: model=regressor loss=pairwise_logistic), and any other name X as `model=X`.
 A method whose config does not exist yields an error row, not a crash.
@@ -60,7 +61,7 @@ METHODS: dict[str, list[str]] = {
     # NAR's transformer nets and as many GIN nets trained together (NARModule.extra_encoders)
     "nar_mixed": ["model=nar", "+model/encoder@model.extra_encoders.gin=gin"],
 }
-NAR_GRID_METHODS = ["nar_recipe", "nar", "nar_paper", "nar_gin", "renas", "renas_gin", "gin_regressor", "mlp_regressor", "mlp_ensemble", "gbdt"]
+NAR_GRID_METHODS = ["nar_recipe", "nar", "nar_paper_recipe", "nar_gin", "renas", "renas_gin", "gin_regressor", "mlp_regressor", "mlp_ensemble", "gbdt"]
 #: Trainer settings every Lightning row shares: keep the best val/ktau epoch, write nothing into the repo.
 LIGHTNING_OVERRIDES = ["logger=none", "callbacks=default", "~callbacks.progress_bar", "~callbacks.lr_monitor",
                        "++trainer.enable_progress_bar=false", "test=false"]
@@ -71,7 +72,7 @@ TABLE_DATA = ["data.canonical_iso=false", "data.tensors=[]"]
 
 #: Methods trained with their paper's recipe: the experiment config `<model>_<space>` sets trainer and loss
 #: (e.g. NAR on NB201: a 440-step budget, no early stopping); the row still sets the data and its sizes.
-RECIPES = {"nar_recipe": "nar", "renas_recipe": "renas"}
+RECIPES = {"nar_recipe": "nar", "renas_recipe": "renas", "nar_paper_recipe": "nar_paper", "renas_paper_recipe": "renas_paper"}
 
 
 def is_recipe(name: str) -> bool:

@@ -133,11 +133,14 @@ def test_readme_python_example_runs(tmp_path, one_thread, monkeypatch):
     assert len(namespace["best"]) == 5 and namespace["scores"].shape == (2,)
 
 
-@pytest.mark.parametrize("overrides", [["model=regressor"], ["model=regressor", "model/encoder=mlp"], ["model=renas"], ["model=nar_paper"],
+@pytest.mark.parametrize("overrides", [["model=regressor"], ["model=regressor", "model/encoder=mlp"], ["model=renas"],
+                                       ["model=renas", "model.tensors=[renas_edge]"],
+                                       ["model=nar_paper_nb201", "model.encoder.hidden=16", "model.encoder.layers=1",
+                                        "model.decoder_layers=1", "model.tier_hidden=16", "model.score_hidden=16"],
                                        ["model=nar", "+model/encoder@model.extra_encoders.gin=gin"],
                                        ["model=renas_gin", "self_training=pseudo_labels", "self_training.count=50",
                                         "self_training.teacher_epochs=1", "self_training.max_epochs=1"]],
-                         ids=["regressor", "mlp", "renas", "nar_paper", "nar_mixed", "self_training"])
+                         ids=["regressor", "mlp", "renas", "renas_edge", "nar_paper_nb201", "nar_mixed", "self_training"])
 def test_every_model_kind_round_trips(overrides, analog, tmp_path, one_thread):
     _, objs = train(compose_train([*overrides, *TINY[:2], "trainer.max_epochs=1", *TINY[4:], "test=false"], tmp_path))
     rows = objs["datamodule"].split.test[:300]

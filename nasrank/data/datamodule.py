@@ -89,12 +89,15 @@ class ArchRankDataModule(L.LightningDataModule):
         node_costs: append per-node FLOPs/params (normalised) to the node features `x`.
         cost_dataset: dataset whose network sizes define FLOPs/params (default: the target's).
         eval_targets: more target keys evaluated on the test split (cross-dataset transfer).
+        drop_last: drop each epoch's last, incomplete training batch (the NAR code does).
+        cost_units: the units of node costs in the encodings (`EncodingSpec.cost_units`).
     """
 
     def __init__(self, benchmark: Benchmark | Callable[[], Benchmark], target: str, n_train: int | float = 0.1,
                  n_val: int | float = 0, split_seed: int = 0, batch_size: int = 128, eval_batch_size: int = 4096,
                  dedup_iso: bool = False, canonical_iso: bool = False, num_tiers: int = 5, tensors: Sequence[str] = (), node_costs: bool = True,
-                 cost_dataset: str | None = None, eval_targets: Sequence[str] = (), num_workers: int = 0, fit_on: str = "target") -> None:
+                 cost_dataset: str | None = None, eval_targets: Sequence[str] = (), num_workers: int = 0,
+                 fit_on: str = "target", drop_last: bool = False, cost_units: str = "max") -> None:
         super().__init__()
         tensors, eval_targets = list(tensors), list(eval_targets)  # plain lists: checkpoints load with weights_only
         self.save_hyperparameters(ignore=["benchmark"])
@@ -121,7 +124,7 @@ class ArchRankDataModule(L.LightningDataModule):
         """How this datamodule's model reads a cell: what a saved ranker needs to encode any cell alike."""
         h = self.hparams
         return EncodingSpec(self.benchmark.space.name, tuple(h.tensors), h.node_costs,
-                            h.cost_dataset or h.target.split("/")[0], h.canonical_iso)
+                            h.cost_dataset or h.target.split("/")[0], h.canonical_iso, h.cost_units)
 
     @cached_property
     def _stacked(self) -> tuple[DenseGraphs, EncodedArchs, np.ndarray]:
@@ -201,14 +204,19 @@ class ArchRankDataModule(L.LightningDataModule):
             new.hparams.batch_size = int(batch_size)
         return new
 
-    def rows_loader(self, rows: np.ndarray, shuffle: bool = False, batch_size: int | None = None, fit: bool = False) -> DataLoader:
+    def rows_loader(self, rows: np.ndarray, shuffle: bool = False, batch_size: int | None = None, fit: bool = False,
+                    drop_last: bool = False) -> DataLoader:
         """A loader over any benchmark rows (e.g. the whole space, for search); `fit`: with the training labels."""
         sampler = EpochSeededSampler(len(rows), int(self.hparams.split_seed)) if shuffle else None
         return DataLoader(rows.tolist(), batch_size=batch_size or self.hparams.eval_batch_size, sampler=sampler,
-                          collate_fn=partial(self.collate, fit=fit), num_workers=self.hparams.num_workers)
+                          collate_fn=partial(self.collate, fit=fit), num_workers=self.hparams.num_workers,
+                          drop_last=drop_last)
 
     def train_dataloader(self) -> DataLoader:
-        return self.rows_loader(self.split.train, shuffle=True, batch_size=self.hparams.batch_size, fit=True)
+        # a training split smaller than one batch still gives its one batch
+        drop = self.hparams.drop_last and len(self.split.train) >= self.hparams.batch_size
+        return self.rows_loader(self.split.train, shuffle=True, batch_size=self.hparams.batch_size, fit=True,
+                                drop_last=drop)
 
     def val_dataloader(self) -> DataLoader:
         rows = self.split.val if len(self.split.val) >= 2 else self.split.train

@@ -16,12 +16,24 @@ import torch
 from torch_geometric.data import Batch
 
 from nasrank.core import ConfigError
-from nasrank.encodings.cost import SPACES_WITH_COSTS, CostScale, node_cost_scale, node_costs
+from nasrank.encodings.cost import SPACES_WITH_COSTS, CostScale, nb201_edge_costs, node_cost_scale, node_costs
 from nasrank.encodings.graph import DenseGraphs, dense_graphs, to_batch
-from nasrank.encodings.tensor import nar_tokens, renas_tensor
+from nasrank.encodings.tensor import nar_tokens, renas_edge_tensor, renas_tensor
 from nasrank.spaces import Arch, Space, get_space
 
-TENSORS = ("renas", "nar")
+#: tensor encoding -> the batch attribute it fills; the two ReNAS views fill the same one, so an encoder
+#: that reads `batch.tensor` reads either
+TENSOR_ATTRS = {"renas": "tensor", "renas_edge": "tensor", "nar": "tokens"}
+TENSORS = tuple(TENSOR_ATTRS)
+#: NB101 cost units of the NAR/ReNAS code's tensor: FLOPs (2 per multiply-add) / 1e7 and params / 1e5,
+#: as (MFLOPs of multiply-adds, M params) divisors
+NAR_CODE_NB101_SCALE = CostScale(5.0, 0.1)
+COST_UNITS = ("max", "nar_code")
+
+
+def provides(tensors: Sequence[str], wanted: str) -> bool:
+    """Whether the encodings `tensors` fill the batch attribute that encoding `wanted` fills."""
+    return TENSOR_ATTRS.get(wanted) in {TENSOR_ATTRS.get(t) for t in tensors}
 
 
 @dataclass(frozen=True)
@@ -30,11 +42,14 @@ class EncodingSpec:
 
     Args:
         space: search space name (`nasrank.spaces.SPACES`).
-        tensors: extra encodings: ``"renas"`` (`batch.tensor`) and/or ``"nar"`` (`batch.tokens`).
+        tensors: extra encodings: ``"renas"`` (`batch.tensor`, the node view) or ``"renas_edge"``
+            (`batch.tensor`, NB201's edge view as the NAR code builds it), and/or ``"nar"`` (`batch.tokens`).
         node_costs: append per-node FLOPs/params (normalised) to the node features `x`.
         cost_dataset: dataset whose network sizes define FLOPs/params (NB201/NB101 only).
         canonical_iso: encode every cell as its isomorphism class's representative, so cells that
             compute the same function get identical features and scores.
+        cost_units: what node costs are divided by: ``"max"``, the space's largest node (every value in
+            [0, 1]), or ``"nar_code"`` (NB101 only), the NAR/ReNAS code's FLOPs / 1e7 and params / 1e5.
     """
 
     space: str
@@ -42,11 +57,21 @@ class EncodingSpec:
     node_costs: bool = True
     cost_dataset: str = "cifar10"
     canonical_iso: bool = False
+    cost_units: str = "max"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tensors", tuple(self.tensors))
         if unknown := [t for t in self.tensors if t not in TENSORS]:
             raise ConfigError(f"unknown tensor encoding(s) {unknown}; allowed: {', '.join(TENSORS)}")
+        if {"renas", "renas_edge"} <= set(self.tensors):
+            raise ConfigError("tensors renas and renas_edge both fill batch.tensor; choose one")
+        if "renas_edge" in self.tensors and self.space != "nb201":
+            raise ConfigError(f"tensor renas_edge is NB201's edge view; space {self.space!r} has node ops: use renas")
+        if self.cost_units not in COST_UNITS:
+            raise ConfigError(f"cost_units={self.cost_units!r}; allowed: {', '.join(COST_UNITS)}")
+        if self.cost_units == "nar_code" and self.space != "nb101":
+            raise ConfigError(f"cost_units=nar_code is NB101's; on {self.space!r} use max (NB201's code tensor, renas_edge, "
+                              "has its own units)")
         get_space(self.space)
 
     def to_dict(self) -> dict:
@@ -113,11 +138,18 @@ class EncodedArchs:
         return node_costs(self.spec.space, g.ops, g.adj, self.spec.cost_dataset)
 
     @cached_property
+    def edge_cost_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """NB201 per-node FLOPs and params in the NAR code's raw units (`renas_edge` reads them)."""
+        return nb201_edge_costs(self.graphs.ops, self.graphs.adj, self.spec.cost_dataset)
+
+    @cached_property
     def cost_scale(self) -> CostScale:
         """Fixed per-(space, dataset) constants (largest single node), not data maxima, so the
         features of a cell do not depend on which other cells are encoded with it."""
         if self.spec.space not in SPACES_WITH_COSTS:
             return CostScale(1.0, 1.0)
+        if self.spec.cost_units == "nar_code":
+            return NAR_CODE_NB101_SCALE
         return node_cost_scale(self.spec.space, self.spec.cost_dataset)
 
     @cached_property
@@ -135,6 +167,8 @@ class EncodedArchs:
             flops, params = (torch.from_numpy(a[rows]) for a in self.node_cost_arrays)
             if "renas" in self.spec.tensors:
                 attrs["tensor"] = renas_tensor(ops, adj, flops, params, scale=self.cost_scale)
+            if "renas_edge" in self.spec.tensors:
+                attrs["tensor"] = renas_edge_tensor(ops, *(torch.from_numpy(a[rows]) for a in self.edge_cost_arrays))
             if "nar" in self.spec.tensors:
                 attrs["tokens"], attrs["token_mask"] = nar_tokens(ops, adj, flops, params, n_ops=self.num_ops, scale=self.cost_scale)
         extra = torch.from_numpy(self._node_extra[rows]) if self.spec.node_costs else None
@@ -146,7 +180,7 @@ class EncodedArchs:
         info = dict(in_dim=self.num_node_features, num_ops=self.num_ops, max_nodes=self.space.max_nodes,
                     num_tiers=num_tiers, space=self.spec.space)
         if "tensor" in sample:
-            info["channels"] = sample.tensor.shape[1]
+            info["channels"], info["tensor_side"] = sample.tensor.shape[1], sample.tensor.shape[-1]
         if "tokens" in sample:
             info["token_dim"] = sample.tokens.shape[-1]
         return info

@@ -227,6 +227,18 @@ def node_costs(space_name: str, ops: np.ndarray, adj: np.ndarray, dataset: str) 
     return (macs / 1e6).astype(np.float32)[:, cell_of], (params / 1e6).astype(np.float32)[:, cell_of]
 
 
+def nb201_edge_costs(ops: np.ndarray, adj: np.ndarray, dataset: str) -> Costs:
+    """FLOPs and params of every NB201 op node in every cell in the NAR repo's convention (the per-edge
+    counts its NB201 tensor reads, unscaled): raw counts, BN included in both, so a conv's FLOPs are its
+    params (k x k weights plus BN's 2 per channel) times the map area; pooling, skip and none cost 0.
+    Two float32 arrays (N, 15, 8), laid out as `node_costs`.
+    """
+    (_, params), layout = _compact("nb201", ops, adj, dataset)
+    area = np.array([t.side**2 for t in layout.cell_types], dtype=np.float64)[None, :, None]
+    cell_of = np.array(layout.cell_of)
+    return (params * area).astype(np.float32)[:, cell_of], params.astype(np.float32)[:, cell_of]
+
+
 def arch_costs(space_name: str, ops: np.ndarray, adj: np.ndarray, dataset: str) -> Costs:
     """Whole-network MFLOPs and M params, (N,) float64 each: every cell plus stem, reduction blocks,
     final BN and classifier.  float64 so that ``params * 1e6`` rounds to the exact parameter count."""

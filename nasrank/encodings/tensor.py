@@ -1,4 +1,5 @@
-"""ReNAS feature tensors and NAR node tokens, computed in torch over a batch of dense graphs.
+"""ReNAS feature tensors (node and NB201 edge views) and NAR node tokens, computed in torch over a
+batch of dense graphs.
 
 Both are built in the collate from the dense node-op arrays of `nasrank.encodings.graph` (``ops``
 (B, M) node_ops index or -1 for padding, ``adj`` (B, M, M) with ``adj[b, i, j]`` an edge i -> j,
@@ -16,6 +17,7 @@ from torch import Tensor
 
 from nasrank.core import ConfigError, InvalidArchError
 from nasrank.encodings.cost import CostScale
+from nasrank.spaces.nb201 import EDGES
 
 
 def _checked(ops: Tensor, adj: Tensor, node_flops: Tensor, node_params: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -77,3 +79,31 @@ def nar_tokens(ops: Tensor, adj: Tensor, node_flops: Tensor, node_params: Tensor
     flops, params = _scaled(node_flops, node_params, scale)
     tokens = torch.cat((one_hot, adj, adj.transpose(1, 2), flops.transpose(1, 2), params.transpose(1, 2)), dim=2)
     return tokens * (~pad)[..., None], pad
+
+
+def renas_edge_tensor(ops: Tensor, edge_flops: Tensor, edge_params: Tensor) -> Tensor:
+    """The NAR repo's NB201 port of the ReNAS tensor: (B, 1 + 2 * n_cells, 4, 4), 31 x 4 x 4.
+
+    NB201 ops live on the edges of a 4-node cell, so the tensor is the cell-node matrix: channel 0
+    holds at [i, j] the op code of edge i -> j (none 0, skip_connect 1, nor_conv_1x1 2, nor_conv_3x3 3,
+    avg_pool_3x3 4; 0 where no edge), then for each cell c, in network order, the FLOPs and the params
+    of each edge's op at the same [i, j].  `ops` is the node-op view (B, 8) of
+    `nasrank.encodings.graph` (node k + 1 = edge k of `nasrank.spaces.nb201.EDGES`, node_ops index - 1 =
+    op code); `edge_flops` / `edge_params` are per-node costs (B, n_cells, 8) in the units the tensor
+    should carry (the NAR code: raw counts, see `nasrank.encodings.cost.nb201_edge_costs`).
+    """
+    ops = torch.as_tensor(ops).long()
+    flops, params = torch.as_tensor(edge_flops).float(), torch.as_tensor(edge_params).float()
+    n_edges = len(EDGES)
+    if ops.dim() != 2 or ops.shape[1] != n_edges + 2:
+        raise InvalidArchError(f"NB201 node-op view must be (B, {n_edges + 2}), got {tuple(ops.shape)}")
+    if flops.dim() != 3 or flops.shape[0] != ops.shape[0] or flops.shape[2] != n_edges + 2 or params.shape != flops.shape:
+        raise InvalidArchError(f"edge_flops and edge_params must both be (B, n_cells, {n_edges + 2}); "
+                               f"got {tuple(flops.shape)} and {tuple(params.shape)}")
+    b, n_cells = flops.shape[:2]
+    dst, src = (torch.tensor(side) for side in zip(*EDGES))
+    out = torch.zeros(b, 1 + 2 * n_cells, 4, 4)
+    out[:, 0, src, dst] = (ops[:, 1:-1] - 1).float()
+    costs = torch.stack((flops[..., 1:-1], params[..., 1:-1]), dim=2).reshape(b, 2 * n_cells, n_edges)
+    out[:, 1:, src, dst] = costs
+    return out

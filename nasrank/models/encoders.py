@@ -17,6 +17,7 @@ from torch_geometric.nn import DirGNNConv, GINConv, global_add_pool, global_mean
 from torch_geometric.utils import to_dense_batch
 
 from nasrank.core import ConfigError
+from nasrank.encodings.archs import provides
 
 
 def mlp(sizes: list[int], dropout: float = 0.0, final_act: bool = False) -> nn.Sequential:
@@ -105,7 +106,7 @@ def check_reads(factory, tensors: Sequence[str] | None) -> None:
     if tensors is None:
         return
     cls = getattr(factory, "func", factory)
-    missing = [t for t in getattr(cls, "reads", ()) if t not in tensors]
+    missing = [t for t in getattr(cls, "reads", ()) if not provides(tensors, t)]
     if missing:
         raise ConfigError(f"{cls.__name__} reads the {missing[0]!r} encoding; "
                           f"model.tensors must include {missing[0]!r} (model.tensors=[{missing[0]}]), got {list(tensors)}")

@@ -14,7 +14,7 @@ from typing import Callable, Mapping, NamedTuple, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchmetrics.classification import MulticlassConfusionMatrix
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from nasrank.core import ConfigError
 from nasrank.models import encoders
@@ -86,7 +86,8 @@ class NARNet(nn.Module):
     """One NAR network: encoder, tier memory + decoder + tier head, score head (see `NARModule`)."""
 
     def __init__(self, encoder: nn.Module, num_tiers: int, decoder_layers: int, decoder_heads: int, decoder_query: str,
-                 tier_hidden: int, score_hidden: int, readout: str, scale_logits: bool, dropout: float) -> None:
+                 tier_hidden: int, score_hidden: int, readout: str, scale_logits: bool, dropout: float,
+                 decoder_positional: bool = False, tier_head_bias: bool = True, nar_code_layers: bool = False) -> None:
         super().__init__()
         if readout not in READOUTS:
             raise ConfigError(f"readout={readout!r}; allowed: {', '.join(READOUTS)}")
@@ -94,9 +95,12 @@ class NARNet(nn.Module):
         dim, length = encoder.out_dim, getattr(encoder, "num_tokens", 1)
         self.readout, self.logit_scale = readout, dim ** -0.5 if scale_logits else 1.0
         self.tiers = TierMemory(num_tiers, length, dim)
-        self.decoder = TierDecoder(dim, num_tiers, decoder_layers, decoder_heads, dropout=dropout, query=decoder_query) if decoder_layers else None
+        self.decoder = TierDecoder(dim, num_tiers, decoder_layers, decoder_heads, dropout=dropout, query=decoder_query,
+                                   positional=decoder_positional, nar_code_layers=nar_code_layers) if decoder_layers else None
         read_dim = dim * length if readout == "flatten" else dim
         self.tier_head = encoders.mlp([read_dim, tier_hidden, num_tiers])
+        if not tier_head_bias:  # the NAR code's tier projection has no bias in its hidden layer
+            self.tier_head[0] = nn.Linear(read_dim, tier_hidden, bias=False)
         self.score_head = encoders.mlp([read_dim, score_hidden, 1])
 
     def encode(self, batch) -> tuple[Tensor, Tensor]:
@@ -147,14 +151,31 @@ class NARModule(RankerModule):
         dropout: dropout of the decoder.
         rank_weight, tier_weight, label_smoothing: NAR's objective, tier_weight · CE(tiers) +
             rank_weight · `loss`(scores) (λ = rank_weight: 9 on NB101, 1 on NB201 in the paper).
+        decoder_positional: add sinusoidal positions to the decoder's tier queries (the NAR code does).
+        nar_code_layers: decoder layers exactly as the NAR code's (`TierDecoder`).
+        tier_head_bias: a bias in the tier head's hidden layer (the NAR code has none).
+        reset_tiers_to_zero: every epoch starts from all-zero tier embeddings (the NAR code's fresh
+            buckets) instead of keeping last epoch's until a tier is seen again.
+        xavier_init: Xavier-uniform init of every trainable weight matrix (the NAR code's init).
+        paper_space: the space whose published settings these are (`model=nar_paper`: nb101): other
+            data is refused in one line naming the space's recipe, so NB101 sizes never run on NB201.
+
+    Validation logs ``val/tier_acc``, the tier accuracy of the validation split against the tier
+    embeddings of the last training epoch (the NAR code keeps the epoch where its validation tier
+    accuracy is highest: `experiment=nar_paper_*` checkpoints on it).
     """
 
     def __init__(self, encoder: Callable[..., nn.Module], data_info: dict, tensors: Sequence[str] | None = None, members: int = 1,
                  extra_encoders: Mapping[str, Callable[..., nn.Module]] | None = None,
                  decoder_layers: int = 6, decoder_heads: int = 4, decoder_query: str = "tiers", tier_hidden: int = 256,
                  score_hidden: int = 1024, readout: str = "flatten", scale_logits: bool = True, dropout: float = 0.1,
-                 rank_weight: float = 1.0, tier_weight: float = 1.0, label_smoothing: float = 0.0, **kwargs) -> None:
+                 rank_weight: float = 1.0, tier_weight: float = 1.0, label_smoothing: float = 0.0,
+                 decoder_positional: bool = False, tier_head_bias: bool = True, reset_tiers_to_zero: bool = False,
+                 xavier_init: bool = False, paper_space: str | None = None, nar_code_layers: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
+        if paper_space is not None and data_info.get("space") != paper_space:
+            raise ConfigError(f"these are NAR's published {paper_space} settings but the data is {data_info.get('space')}; "
+                              f"use experiment=nar_paper_{data_info.get('space')} (or model=nar for any space)")
         # `loss` is the ranking term, like every model's (so `loss=listnet` works for NAR too); NAR adds the tier CE
         self.loss_fn = TierRankLoss(self.loss_fn, rank_weight, tier_weight, label_smoothing)
         if members < 1:
@@ -165,7 +186,14 @@ class NARModule(RankerModule):
             encoders.check_reads(factory, tensors)
         self.nets = nn.ModuleList(
             NARNet(encoders.build(factory, data_info), k, decoder_layers, decoder_heads, decoder_query, tier_hidden,
-                   score_hidden, readout, scale_logits, dropout) for factory in factories for _ in range(members))
+                   score_hidden, readout, scale_logits, dropout, decoder_positional, tier_head_bias, nar_code_layers)
+            for factory in factories for _ in range(members))
+        if xavier_init:
+            for p in self.nets.parameters():
+                if p.dim() > 1 and p.requires_grad:  # a fixed sinusoid table is not a weight
+                    nn.init.xavier_uniform_(p)
+        self.reset_tiers_to_zero = reset_tiers_to_zero
+        self.val_tier_acc = MulticlassAccuracy(num_classes=k, average="micro")
         self.tier_confusion = MulticlassConfusionMatrix(num_classes=k)
         #: (k, k) confusion matrix (rows: true tier, columns: predicted) of the last test run
         self.test_tier_confusion: Tensor | None = None
@@ -187,7 +215,7 @@ class NARModule(RankerModule):
     # -- training -------------------------------------------------------------------------------
     def on_train_epoch_start(self) -> None:
         for net in self.nets:
-            net.tiers.reset()
+            net.tiers.reset(zero=self.reset_tiers_to_zero)
 
     def training_loss(self, batch) -> tuple[Tensor, dict[str, Tensor]]:
         losses, parts, probs = [], [], []
@@ -204,6 +232,17 @@ class NARModule(RankerModule):
 
     def _sum_across_processes(self, t: Tensor) -> Tensor:
         return self.trainer.strategy.reduce(t, reduce_op="sum") if self._trainer is not None else t
+
+    # -- validation: ranking metrics (base class) + tier accuracy -------------------------------
+    def validation_step(self, batch, batch_idx: int) -> None:
+        out = self.outputs(batch)
+        self.val_metrics.update(out.scores, batch.y, batch.idx)
+        self.val_tier_acc.update(out.tier_probs, batch.tier)
+
+    def on_validation_epoch_end(self) -> None:
+        super().on_validation_epoch_end()
+        self.log("val/tier_acc", self.val_tier_acc.compute())
+        self.val_tier_acc.reset()
 
     # -- testing: ranking metrics (base class) + tier confusion matrix ---------------------------
     def test_step(self, batch, batch_idx: int) -> None:

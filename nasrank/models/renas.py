@@ -17,6 +17,7 @@ from typing import Sequence
 
 import torch
 from torch import Tensor, nn
+from torchmetrics.functional import kendall_rank_corrcoef
 
 from nasrank.core import ConfigError
 from nasrank.models.encoders import mlp
@@ -30,8 +31,9 @@ class ReNASCNNEncoder(nn.Module):
     FC 128 M^2 -> 120 -> 84, then the module's linear head (84 -> 1).
 
     Args:
-        channels, max_nodes: tensor channels C and side M (filled from the datamodule's `data_info`;
-            `channels` exists only when the data attaches ``tensors=[renas]``).
+        channels, tensor_side: tensor channels C and side M (filled from the datamodule's `data_info`,
+            which has them only when the data attaches a ReNAS tensor: ``tensors=[renas]`` or ``[renas_edge]``).
+        max_nodes: the side when `tensor_side` is not given (the node view's side is the space's node count).
         conv_channels: output channels of each conv layer.
         fc: widths of the fully connected layers after flattening (ReLU after each).
         standardize: standardise every tensor element with training-split statistics
@@ -41,13 +43,14 @@ class ReNASCNNEncoder(nn.Module):
     reads = ("renas",)  # batch.tensor
 
     def __init__(self, channels: int | None = None, max_nodes: int = 7, conv_channels: Sequence[int] = (38, 128),
-                 fc: Sequence[int] = (120, 84), standardize: bool = True) -> None:
+                 fc: Sequence[int] = (120, 84), standardize: bool = True, tensor_side: int | None = None) -> None:
         super().__init__()
         if channels is None:
             raise ConfigError("the ReNAS CNN reads batch.tensor: the data must attach it (model.tensors=[renas])")
         if not conv_channels or not fc or min(*conv_channels, *fc) < 1:
             raise ConfigError(f"conv_channels={list(conv_channels)} and fc={list(fc)} must be non-empty lists of positive widths")
-        self.shape = (channels, max_nodes, max_nodes)
+        side = tensor_side or max_nodes
+        self.shape = (channels, side, side)
         self.standardize = standardize
         self.register_buffer("in_mean", torch.zeros(self.shape))
         self.register_buffer("in_std", torch.ones(self.shape))
@@ -55,7 +58,7 @@ class ReNASCNNEncoder(nn.Module):
         for c_in, c_out in zip([channels, *conv_channels[:-1]], conv_channels):
             layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
         self.convs = nn.Sequential(*layers)
-        self.fc = mlp([conv_channels[-1] * max_nodes * max_nodes, *fc], final_act=True)
+        self.fc = mlp([conv_channels[-1] * side * side, *fc], final_act=True)
         self.out_dim = fc[-1]
 
     @torch.no_grad()
@@ -86,4 +89,13 @@ class RenasModule(RegressorModule):
     ReNAS is its config: the CNN over the ReNAS tensor (`model/encoder=renas_cnn`) and the pairwise
     logistic loss (`conf/model/renas.yaml`).  The class exists for its name: searches, logs and the
     stored search results tell ReNAS rankers (any encoder) from MSE regressors by it.
+
+    Every epoch logs ``train/ktau``, the Kendall tau (tau-a, as ReNAS's ``right_pair``) of the training
+    batches' scores from the training forward pass, averaged over the epoch: the released code keeps the
+    epoch where it is highest (`experiment=renas_paper_*` checkpoints on it).
     """
+
+    def training_loss(self, batch) -> tuple[Tensor, dict[str, Tensor]]:
+        scores = self(batch)
+        ktau = kendall_rank_corrcoef(scores.detach(), batch.y_norm, variant="a") if len(scores) > 1 else scores.new_zeros(())
+        return self.loss_fn(scores, batch.y_norm), {"ktau": ktau}

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from nasrank.core import ConfigError
+from nasrank.models.transformer import as_nar_code_layer, sinusoid_table
 
 QUERIES = ("tiers", "arch")
 
@@ -22,8 +23,9 @@ class TierMemory(nn.Module):
     """Per-tier, per-position running means of encoder outputs.
 
     NAR restarts the means at every training epoch (the encoder has moved since), accumulating over
-    the epoch's batches; until a tier has been seen in the new epoch it keeps last epoch's mean, so no
-    batch after the first epoch ever sees all-zero tiers.
+    the epoch's batches.  `reset(zero=False)` keeps last epoch's mean of a tier until the tier is seen
+    in the new epoch, so no batch after the first epoch sees all-zero tiers; the NAR code builds new,
+    all-zero buckets each epoch (`reset(zero=True)`).
     """
 
     def __init__(self, num_tiers: int, length: int, dim: int) -> None:
@@ -38,10 +40,12 @@ class TierMemory(nn.Module):
     def num_tiers(self) -> int:
         return self.emb.shape[0]
 
-    def reset(self) -> None:
-        """Start a new epoch's means (the current embeddings stay until replaced)."""
+    def reset(self, zero: bool = False) -> None:
+        """Start a new epoch's means; the current embeddings stay until replaced unless `zero`."""
         self.total.zero_()
         self.count.zero_()
+        if zero:
+            self.emb = torch.zeros_like(self.emb)
 
     @torch.no_grad()
     def update(self, h: Tensor, pad: Tensor, tier: Tensor, reduce: Callable[[Tensor], Tensor] | None = None) -> None:
@@ -72,28 +76,35 @@ class TierDecoder(nn.Module):
     on B·k sequences.  query="arch" is the cheaper reading of the paper's description: the
     architecture's tokens attend to all k·L tier tokens (tagged with a learned tier identity, since
     attention alone cannot tell which tier a token came from), one sequence per architecture.
-    Both return (B, L, D).
+    Both return (B, L, D).  `positional` adds the sinusoidal position of each token to the projected
+    tier embeddings, as the NAR code's decoder does with its queries; `nar_code_layers` makes the
+    layers the NAR code's (`nasrank.models.transformer.as_nar_code_layer`).
     """
 
     def __init__(self, dim: int, num_tiers: int, layers: int = 6, heads: int = 4, ffn_mult: int = 4,
-                 dropout: float = 0.1, query: str = "tiers") -> None:
+                 dropout: float = 0.1, query: str = "tiers", positional: bool = False, nar_code_layers: bool = False) -> None:
         super().__init__()
         if query not in QUERIES:
             raise ConfigError(f"decoder query={query!r}; allowed: {', '.join(QUERIES)}")
         if dim % heads:
             raise ConfigError(f"decoder width {dim} (the encoder's out_dim) must be divisible by decoder_heads={heads}")
-        self.query = query
+        self.query, self.positional = query, positional
         self.proj = nn.Linear(dim, dim)
         self.tier_ids = nn.Parameter(torch.zeros(num_tiers, 1, dim)) if query == "arch" else None
         self.dropout = nn.Dropout(dropout)
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         layer = nn.TransformerDecoderLayer(dim, heads, ffn_mult * dim, dropout, batch_first=True)
+        if nar_code_layers:
+            layer = as_nar_code_layer(layer, dim, heads, dropout)
         self.layers = nn.TransformerDecoder(layer, layers)
 
     def forward(self, tiers: Tensor, h: Tensor, pad: Tensor) -> Tensor:
         """tiers (k, L, D); architecture tokens h (B, L, D) with padding mask (B, L) -> (B, L, D)."""
         k, b = tiers.shape[0], h.shape[0]
-        t = self.norm(self.dropout(self.proj(tiers)))
+        t = self.dropout(self.proj(tiers))
+        if self.positional:
+            t = t + sinusoid_table(t.shape[1], t.shape[2]).to(t)
+        t = self.norm(t)
         if self.tier_ids is not None:
             memory = (t + self.tier_ids).flatten(0, 1)[None].expand(b, -1, -1)
             return self.layers(h, memory, tgt_key_padding_mask=pad)

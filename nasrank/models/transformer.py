@@ -19,6 +19,21 @@ from nasrank.core import ConfigError
 POSITIONAL = ("sinusoid", "learned", "none")
 
 
+def as_nar_code_layer(layer: nn.Module, dim: int, heads: int, dropout: float) -> nn.Module:
+    """Make a PyTorch transformer encoder/decoder layer compute what the NAR code's layers compute:
+    attention projections without biases, no dropout between the feed-forward's two linears (only
+    after them), layer norms with eps 1e-6.  The attention-probability and residual dropouts are the
+    same in both.  Returns `layer`, changed in place."""
+    for name in ("self_attn", "multihead_attn"):
+        if hasattr(layer, name):
+            setattr(layer, name, nn.MultiheadAttention(dim, heads, dropout=dropout, bias=False, batch_first=True))
+    layer.dropout = nn.Identity()
+    for module in layer.modules():
+        if isinstance(module, nn.LayerNorm):
+            module.eps = 1e-6
+    return layer
+
+
 def sinusoid_table(length: int, dim: int) -> Tensor:
     """The fixed (length, dim) sin/cos table of "Attention is all you need" (NAR's choice)."""
     pos = torch.arange(length, dtype=torch.float32)[:, None]
@@ -40,12 +55,15 @@ class TokenTransformer(nn.Module):
         ffn_mult: feed-forward width / hidden (NAR: 4); dropout: everywhere, as in NAR;
         positional: "sinusoid" (NAR), "learned" or "none".
         norm_first: pre-norm layers (NAR: post-norm, False); pre-norm trains more easily from few samples.
+        nar_code_layers: layers exactly as the NAR code's (see `as_nar_code_layer`); PyTorch's own
+            layers add attention biases and a feed-forward dropout.
     """
 
     reads = ("nar",)  # batch.tokens
 
     def __init__(self, token_dim: int, max_nodes: int, hidden: int = 256, layers: int = 6, heads: int = 4,
-                 ffn_mult: int = 4, dropout: float = 0.1, positional: str = "sinusoid", norm_first: bool = False) -> None:
+                 ffn_mult: int = 4, dropout: float = 0.1, positional: str = "sinusoid", norm_first: bool = False,
+                 nar_code_layers: bool = False) -> None:
         super().__init__()
         if positional not in POSITIONAL:
             raise ConfigError(f"positional={positional!r}; allowed: {', '.join(POSITIONAL)}")
@@ -58,6 +76,8 @@ class TokenTransformer(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.norm = nn.LayerNorm(hidden, eps=1e-6)
         layer = nn.TransformerEncoderLayer(hidden, heads, ffn_mult * hidden, dropout, batch_first=True, norm_first=norm_first)
+        if nar_code_layers:
+            layer = as_nar_code_layer(layer, hidden, heads, dropout)
         # nested tensors would change the padded outputs between train and eval; they are zeroed anyway
         self.layers = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
 

@@ -57,10 +57,10 @@ def test_ensemble_members_keep_their_own_encoder(tmp_path) -> None:
 
 def test_unknown_encoder_option_is_one_line() -> None:
     assert check_group_overrides(["model/encoder=gat"]) == \
-        "unknown model/encoder option 'gat'; allowed: dgin, gin, mlp, renas_cnn, transformer, transformer_paper"
+        "unknown model/encoder option 'gat'; allowed: dgin, gin, mlp, patch_paper, renas_cnn, transformer, transformer_paper"
     # the sub-group's options are not model options
     assert check_group_overrides(["model=encoder/gin"]) == ("unknown model option 'encoder/gin'; allowed: nar, nar_paper, "
-                                                          "regressor, renas, renas_dgin, renas_gin, supernet")
+                                                          "nar_paper_nb201, regressor, renas, renas_dgin, renas_gin, supernet")
 
 
 @pytest.mark.parametrize("overrides, expected", [

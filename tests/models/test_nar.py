@@ -274,10 +274,11 @@ def test_paper_config_composes_and_builds(subset, tmp_path) -> None:
     m = cfg.model
     assert (m.encoder.hidden, m.encoder.layers, m.encoder.heads, m.encoder.ffn_mult, m.encoder.dropout) == (256, 6, 4, 4, 0.1)
     assert (m.decoder_layers, m.decoder_query, m.rank_weight, m.scheduler.lr_lambda.warmup_steps) == (6, "tiers", 9.0, 50)
-    # the paper's architecture at toy width, so the test stays fast: one optimisation step runs
-    small = compose_train(["model=nar_paper", "model.decoder_layers=1", *SMALL], tmp_path)
-    model = hydra.utils.instantiate(small.model, data_info=subset[1].data_info())
-    loss, parts = model.training_loss(subset[1].collate(subset[1].split.train))
+    # NB201's paper network at toy width on the AnalogNAS cells (NB201), so the test stays fast: one step runs
+    small = compose_train(["model=nar_paper_nb201", "data=analognas_cifar10", "data.n_train=64", "model.decoder_layers=1", *SMALL], tmp_path)
+    dm = hydra.utils.instantiate(small.data)
+    model = hydra.utils.instantiate(small.model, data_info=dm.data_info())
+    loss, parts = model.training_loss(dm.collate(dm.split.train))
     loss.backward()
     assert loss > 0 and set(parts) == {"tier_ce", "rank_loss", "tier_acc"}
     assert model.nets[0].decoder.query == "tiers" and model.nets[0].tiers.emb.abs().sum() > 0
