@@ -17,15 +17,15 @@ from nasrank.training import train
 #: encoder option -> (class name, encodings it reads)
 ENCODERS = {"transformer": ("TokenTransformer", ["nar"]), "transformer_paper": ("TokenTransformer", ["nar"]),
             "gin": ("GINEncoder", []), "dgin": ("GINEncoder", []), "mlp": ("FlatMLPEncoder", []),
-            "renas_cnn": ("ReNASCNNEncoder", ["renas"])}
+            "renas_cnn": ("ReNASCNNEncoder", ["renas"]), "flow": ("FlowEncoder", [])}
 
 
 def resolved(cfg, key: str) -> dict:
     return OmegaConf.to_container(cfg[key], resolve=True)
 
 
-@pytest.mark.parametrize("model, encoder", [("nar", e) for e in ("transformer", "transformer_paper", "gin", "dgin", "mlp")]
-                         + [(m, e) for m in ("renas", "regressor") for e in ("gin", "dgin", "mlp", "renas_cnn")])
+@pytest.mark.parametrize("model, encoder", [("nar", e) for e in ("transformer", "transformer_paper", "gin", "dgin", "mlp", "flow")]
+                         + [(m, e) for m in ("renas", "regressor") for e in ("gin", "dgin", "mlp", "renas_cnn", "flow")])
 def test_tensors_follow_the_encoder(model: str, encoder: str, tmp_path) -> None:
     cfg = compose_train(["debug=fast", f"model={model}", f"model/encoder={encoder}"], tmp_path)
     name, reads = ENCODERS[encoder]
@@ -57,7 +57,7 @@ def test_ensemble_members_keep_their_own_encoder(tmp_path) -> None:
 
 def test_unknown_encoder_option_is_one_line() -> None:
     assert check_group_overrides(["model/encoder=gat"]) == \
-        "unknown model/encoder option 'gat'; allowed: dgin, gin, mlp, renas_cnn, transformer, transformer_paper"
+        "unknown model/encoder option 'gat'; allowed: dgin, flow, gin, mlp, renas_cnn, transformer, transformer_paper"
     # the sub-group's options are not model options
     assert check_group_overrides(["model=encoder/gin"]) == ("unknown model option 'encoder/gin'; allowed: nar, nar_paper, "
                                                           "regressor, renas, renas_dgin, renas_gin, supernet")
