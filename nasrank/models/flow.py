@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch_geometric.nn import MessagePassing, global_add_pool, global_mean_pool
-from torch_geometric.utils import softmax, to_dense_adj, to_dense_batch
+from torch_geometric.nn import global_add_pool, global_mean_pool
+from torch_geometric.utils import scatter, softmax, to_dense_adj, to_dense_batch
 
 from nasrank.core import ConfigError
 
@@ -46,38 +46,34 @@ def flow_mask(edge_index: Tensor, batch: Tensor, num_graphs: int, max_nodes: int
     return reach | reach.transpose(1, 2)
 
 
-class FlowConv(MessagePassing):
-    """Attention-weighted sum of the source states over incoming edges; the attention of edge j -> i
-    scores j's state against i's own features (the query), normalised over i's in-edges."""
-
-    def __init__(self, dim: int) -> None:
-        super().__init__(aggr="add")
-        self.score = nn.Linear(2 * dim, 1)
-
-    def forward(self, h: Tensor, query: Tensor, edge_index: Tensor) -> Tensor:
-        return self.propagate(edge_index, h=h, query=query)
-
-    def message(self, h_j: Tensor, query_i: Tensor, index: Tensor, ptr: Tensor | None, size_i: int | None) -> Tensor:
-        alpha = softmax(self.score(torch.cat([query_i, h_j], -1)), index, ptr, size_i)
-        return alpha * h_j
+def schedule(edge_index: Tensor, num_nodes: int) -> list[tuple[Tensor, Tensor]]:
+    """The generations after the sources, in topological order: (in-edges, nodes) of each.  Computed
+    once per batch and shared by every layer."""
+    depth = topological_depth(edge_index, num_nodes)
+    edge_depth = depth[edge_index[1]]
+    return [(edge_index[:, edge_depth == g], (depth == g).nonzero().squeeze(1)) for g in range(1, int(depth.max()) + 1)]
 
 
 class FlowSweep(nn.Module):
     """One pass over the DAG in topological order: generation by generation, each node's state is a
-    GRU update of its input features with the aggregated states of its (already updated) predecessors.
-    The backward pass is the same module run on the reversed edges with the reverse depth."""
+    GRU update of its input features with the attention-weighted sum of its (already updated)
+    predecessors' states.  The backward pass is the same module run on the reversed edges' schedule.
+
+    The attention score reads only the sender's state: a term from the receiver would be the same for
+    all of its in-edges and cancel in their softmax.
+    """
 
     def __init__(self, dim: int) -> None:
         super().__init__()
-        self.conv = FlowConv(dim)
+        self.score = nn.Linear(dim, 1)
         self.gru = nn.GRUCell(dim, dim)
 
-    def forward(self, x: Tensor, edge_index: Tensor, depth: Tensor) -> Tensor:
+    def forward(self, x: Tensor, steps: list[tuple[Tensor, Tensor]]) -> Tensor:
         h = self.gru(x)  # sources have no predecessors; every other node is overwritten at its generation
-        edge_depth = depth[edge_index[1]]
-        for g in range(1, int(depth.max()) + 1 if depth.numel() else 1):
-            msg = self.conv(h, x, edge_index[:, edge_depth == g])
-            nodes = (depth == g).nonzero().squeeze(1)
+        for (src, dst), nodes in steps:
+            sent = h[src]
+            alpha = softmax(self.score(sent), dst, num_nodes=len(x))
+            msg = scatter(alpha * sent, dst, dim=0, dim_size=len(x), reduce="sum")
             h = h.index_put((nodes,), self.gru(x[nodes], msg[nodes]))
         return h
 
@@ -95,9 +91,8 @@ class FlowLayer(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.heads = heads
 
-    def forward(self, h: Tensor, edge_index: Tensor, depth: Tensor, height: Tensor, batch: Tensor, blocked: Tensor) -> Tensor:
-        fwd = self.forward_sweep(h, edge_index, depth)
-        local = torch.relu(self.backward_sweep(fwd, edge_index.flip(0), height))
+    def forward(self, h: Tensor, forward_steps: list, backward_steps: list, batch: Tensor, blocked: Tensor) -> Tensor:
+        local = torch.relu(self.backward_sweep(self.forward_sweep(h, forward_steps), backward_steps))
         local = self.norm_local(h + self.dropout(local))
         dense, real = to_dense_batch(h, batch, batch_size=blocked.shape[0], max_num_nodes=blocked.shape[1])
         att, _ = self.attn(dense, dense, dense, attn_mask=blocked.repeat_interleave(self.heads, 0), need_weights=False)
@@ -132,9 +127,9 @@ class FlowEncoder(nn.Module):
 
     def forward(self, batch) -> Tensor:
         edge_index, n = batch.edge_index, batch.num_nodes
-        depth, height = topological_depth(edge_index, n), topological_depth(edge_index.flip(0), n)
+        steps = schedule(edge_index, n), schedule(edge_index.flip(0), n)
         blocked = ~flow_mask(edge_index, batch.batch, batch.num_graphs, self.max_nodes)
         h = self.embed(batch.x)
         for layer in self.layers:
-            h = layer(h, edge_index, depth, height, batch.batch, blocked)
+            h = layer(h, *steps, batch.batch, blocked)
         return torch.cat([global_add_pool(h, batch.batch, batch.num_graphs), global_mean_pool(h, batch.batch, batch.num_graphs)], 1)

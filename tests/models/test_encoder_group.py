@@ -39,6 +39,7 @@ def test_named_variants_are_the_group_choices(tmp_path) -> None:
 
     assert model_cfg("model=renas", "model/encoder=gin") == model_cfg("model=renas_gin")
     assert model_cfg("model=renas", "model/encoder=dgin") == model_cfg("model=renas_dgin")
+    assert model_cfg("model=renas", "model/encoder=flow") == model_cfg("model=renas_flow")
     paper = model_cfg("model=nar_paper")
     assert paper["encoder"]["hidden"] == 256 and paper["encoder"]["layers"] == 6 and paper["rank_weight"] == 9.0
     # the paper's transformer settings go with its encoder, so the paper's NAR over a GIN composes cleanly
@@ -60,7 +61,7 @@ def test_unknown_encoder_option_is_one_line() -> None:
         "unknown model/encoder option 'gat'; allowed: dgin, flow, gin, mlp, renas_cnn, transformer, transformer_paper"
     # the sub-group's options are not model options
     assert check_group_overrides(["model=encoder/gin"]) == ("unknown model option 'encoder/gin'; allowed: nar, nar_paper, "
-                                                          "regressor, renas, renas_dgin, renas_gin, supernet")
+                                                          "regressor, renas, renas_dgin, renas_flow, renas_gin, supernet")
 
 
 @pytest.mark.parametrize("overrides, expected", [

@@ -4,7 +4,7 @@
 import torch
 from torch_geometric.data import Batch, Data
 
-from nasrank.models.flow import FlowEncoder, FlowSweep, flow_mask, topological_depth
+from nasrank.models.flow import FlowEncoder, FlowSweep, flow_mask, schedule, topological_depth
 
 #: two parallel branches 0 -> 1 -> 3 -> 5 and 0 -> 2 -> 4 -> 5
 EDGES = torch.tensor([[0, 1, 3, 0, 2, 4], [1, 3, 5, 2, 4, 5]])
@@ -33,18 +33,18 @@ def test_forward_sweep_hears_ancestors_only() -> None:
     torch.manual_seed(0)
     sweep = FlowSweep(4)
     x = torch.randn(6, 4)
-    depth = topological_depth(EDGES, 6)
-    before = sweep(x, EDGES, depth)
+    steps = schedule(EDGES, 6)
+    before = sweep(x, steps)
     changed = x.clone()
     changed[2] += 1.0  # node 2: ancestor of 4 and 5, parallel to 1 and 3
-    after = sweep(changed, EDGES, depth)
+    after = sweep(changed, steps)
     moved = [not torch.allclose(before[i], after[i]) for i in range(6)]
     assert moved == [False, False, True, False, True, True]
     # backwards (reversed edges, depth from the output) node 2 hears its descendants instead
-    height = topological_depth(EDGES.flip(0), 6)
+    steps = schedule(EDGES.flip(0), 6)
     changed = x.clone()
     changed[4] += 1.0
-    before, after = sweep(x, EDGES.flip(0), height), sweep(changed, EDGES.flip(0), height)
+    before, after = sweep(x, steps), sweep(changed, steps)
     assert [not torch.allclose(before[i], after[i]) for i in range(6)] == [True, False, True, False, True, False]
 
 
