@@ -22,6 +22,9 @@ from torch_geometric.utils import scatter, softmax, to_dense_adj, to_dense_batch
 
 from nasrank.core import ConfigError
 
+#: Generations after the sources in topological order: (in-edges, nodes) of each.
+Steps = list[tuple[Tensor, Tensor]]
+
 
 def topological_depth(edge_index: Tensor, num_nodes: int) -> Tensor:
     """Length of the longest path from a source to each node (sources 0): nodes of one depth have
@@ -46,7 +49,7 @@ def flow_mask(edge_index: Tensor, batch: Tensor, num_graphs: int, max_nodes: int
     return reach | reach.transpose(1, 2)
 
 
-def schedule(edge_index: Tensor, num_nodes: int) -> list[tuple[Tensor, Tensor]]:
+def schedule(edge_index: Tensor, num_nodes: int) -> Steps:
     """The generations after the sources, in topological order: (in-edges, nodes) of each.  Computed
     once per batch and shared by every layer."""
     depth = topological_depth(edge_index, num_nodes)
@@ -68,7 +71,7 @@ class FlowSweep(nn.Module):
         self.score = nn.Linear(dim, 1)
         self.gru = nn.GRUCell(dim, dim)
 
-    def forward(self, x: Tensor, steps: list[tuple[Tensor, Tensor]]) -> Tensor:
+    def forward(self, x: Tensor, steps: Steps) -> Tensor:
         h = self.gru(x)  # sources have no predecessors; every other node is overwritten at its generation
         for (src, dst), nodes in steps:
             sent = h[src]
@@ -91,7 +94,7 @@ class FlowLayer(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.heads = heads
 
-    def forward(self, h: Tensor, forward_steps: list, backward_steps: list, batch: Tensor, blocked: Tensor) -> Tensor:
+    def forward(self, h: Tensor, forward_steps: Steps, backward_steps: Steps, batch: Tensor, blocked: Tensor) -> Tensor:
         local = torch.relu(self.backward_sweep(self.forward_sweep(h, forward_steps), backward_steps))
         local = self.norm_local(h + self.dropout(local))
         dense, real = to_dense_batch(h, batch, batch_size=blocked.shape[0], max_num_nodes=blocked.shape[1])
