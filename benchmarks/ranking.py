@@ -58,6 +58,8 @@ METHODS: dict[str, list[str]] = {
     "gin_regressor": ["model=regressor"],
     "mlp_regressor": ["model=regressor", "model/encoder=mlp"],
     "nar_gin": ["model=nar", "model/encoder=gin"],
+    # NAR over the FlowerFormer-style encoder (conf/model/encoder/flow.yaml); model=renas_flow is it under ReNAS's loss
+    "flow_nar": ["model=nar", "model/encoder=flow"],
     # NAR's transformer nets and as many GIN nets trained together (NARModule.extra_encoders)
     "nar_mixed": ["model=nar", "+model/encoder@model.extra_encoders.gin=gin"],
 }

@@ -13,6 +13,7 @@ from collections import Counter
 #: Recipe name -> (method, overrides) of the benchmark rows it reproduces.
 RECIPES: dict[str, tuple[str, tuple[str, ...]]] = {
     "best_nb201_small": ("nar", ("data.batch_size=16", "ensemble=renas_gin")),
+    "best_nb201_small_flow": ("renas_flow", ("data.batch_size=16",)),
     "best_nb201": ("nar", ("ensemble=renas_gin",)),
     "best_nb101_small": ("nar", ("data.batch_size=32", "model.members=3", "ensemble=renas_dgin")),
     "best_nb101": ("nar", ("ensemble=renas_dgin",)),

@@ -47,9 +47,9 @@ def score_in_subprocess(path: Path, archs: list[str], tmp_path: Path) -> np.ndar
     return np.load(tmp_path / "s.npy")
 
 
-@pytest.mark.parametrize("overrides", [["model=nar"], ["model=renas_dgin"],
+@pytest.mark.parametrize("overrides", [["model=nar"], ["model=renas_dgin"], ["model=renas", "model/encoder=flow"],
                                        ["model=nar", "ensemble=renas_dgin", "ensemble.trainer.renas_dgin.max_epochs=5"]],
-                         ids=["nar", "renas_dgin", "ensemble"])
+                         ids=["nar", "renas_dgin", "renas_flow", "ensemble"])
 def test_train_save_load_scores_identically(overrides, analog, tmp_path, one_thread):
     out = tmp_path / "run"
     cfg = compose_train([*overrides, *TINY, "test=false"], out)

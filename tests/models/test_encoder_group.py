@@ -17,15 +17,15 @@ from nasrank.training import train
 #: encoder option -> (class name, encodings it reads)
 ENCODERS = {"transformer": ("TokenTransformer", ["nar"]), "transformer_paper": ("TokenTransformer", ["nar"]),
             "gin": ("GINEncoder", []), "dgin": ("GINEncoder", []), "mlp": ("FlatMLPEncoder", []),
-            "renas_cnn": ("ReNASCNNEncoder", ["renas"])}
+            "renas_cnn": ("ReNASCNNEncoder", ["renas"]), "flow": ("FlowEncoder", [])}
 
 
 def resolved(cfg, key: str) -> dict:
     return OmegaConf.to_container(cfg[key], resolve=True)
 
 
-@pytest.mark.parametrize("model, encoder", [("nar", e) for e in ("transformer", "transformer_paper", "gin", "dgin", "mlp")]
-                         + [(m, e) for m in ("renas", "regressor") for e in ("gin", "dgin", "mlp", "renas_cnn")])
+@pytest.mark.parametrize("model, encoder", [("nar", e) for e in ("transformer", "transformer_paper", "gin", "dgin", "mlp", "flow")]
+                         + [(m, e) for m in ("renas", "regressor") for e in ("gin", "dgin", "mlp", "renas_cnn", "flow")])
 def test_tensors_follow_the_encoder(model: str, encoder: str, tmp_path) -> None:
     cfg = compose_train(["debug=fast", f"model={model}", f"model/encoder={encoder}"], tmp_path)
     name, reads = ENCODERS[encoder]
@@ -39,6 +39,7 @@ def test_named_variants_are_the_group_choices(tmp_path) -> None:
 
     assert model_cfg("model=renas", "model/encoder=gin") == model_cfg("model=renas_gin")
     assert model_cfg("model=renas", "model/encoder=dgin") == model_cfg("model=renas_dgin")
+    assert model_cfg("model=renas", "model/encoder=flow") == model_cfg("model=renas_flow")
     paper = model_cfg("model=nar_paper")
     assert paper["encoder"]["hidden"] == 256 and paper["encoder"]["layers"] == 6 and paper["rank_weight"] == 9.0
     # the paper's transformer settings go with its encoder, so the paper's NAR over a GIN composes cleanly
@@ -57,10 +58,10 @@ def test_ensemble_members_keep_their_own_encoder(tmp_path) -> None:
 
 def test_unknown_encoder_option_is_one_line() -> None:
     assert check_group_overrides(["model/encoder=gat"]) == \
-        "unknown model/encoder option 'gat'; allowed: dgin, gin, mlp, patch_paper, renas_cnn, transformer, transformer_paper"
+        "unknown model/encoder option 'gat'; allowed: dgin, flow, gin, mlp, patch_paper, renas_cnn, transformer, transformer_paper"
     # the sub-group's options are not model options
     assert check_group_overrides(["model=encoder/gin"]) == ("unknown model option 'encoder/gin'; allowed: nar, nar_paper, "
-                                                          "nar_paper_nb201, regressor, renas, renas_dgin, renas_gin, supernet")
+                                                          "nar_paper_nb201, regressor, renas, renas_dgin, renas_flow, renas_gin, supernet")
 
 
 @pytest.mark.parametrize("overrides, expected", [
