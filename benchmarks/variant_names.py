@@ -16,6 +16,7 @@ RECIPES: dict[str, tuple[str, tuple[str, ...]]] = {
     "best_nb201_small_flow": ("renas_flow", ("data.batch_size=16",)),
     "best_nb201": ("nar", ("ensemble=renas_gin",)),
     "best_nb101_small": ("nar", ("data.batch_size=32", "model.members=3", "ensemble=renas_dgin")),
+    "best_nb101_small_flow": ("renas_flow", ("data.batch_size=32",)),
     "best_nb101": ("nar", ("ensemble=renas_dgin",)),
     "best_nb101_large": ("renas_dgin", ("trainer.max_epochs=200",)),
 }
