@@ -110,7 +110,7 @@ API_CASES = [
     ("n_train zero", lambda i: ArchRankDataModule(i.analog, TARGET, n_train=0), "too small"),
     ("n_val negative", lambda i: ArchRankDataModule(i.analog, TARGET, n_val=-1), "negative"),
     ("n_train bad fraction", lambda i: ArchRankDataModule(i.analog, TARGET, n_train=1.7), "fraction"),
-    ("unknown tensor encoding", lambda i: ArchRankDataModule(i.analog, TARGET, tensors=["transformer"]), "allowed: renas, nar"),
+    ("unknown tensor encoding", lambda i: ArchRankDataModule(i.analog, TARGET, tensors=["transformer"]), "allowed: renas, renas_edge, nar"),
     ("zero tiers", lambda i: ArchRankDataModule(i.analog, TARGET, num_tiers=0), "num_tiers"),
 ]
 
