@@ -4,14 +4,18 @@ as the entry points do it."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
+import logging
 import os
+import runpy
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import NoReturn
+from typing import Iterator, NoReturn
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -110,3 +114,39 @@ def load_script(name: str):
     sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
     spec.loader.exec_module(module)
     return module
+
+
+@contextlib.contextmanager
+def _restored_logging() -> Iterator[None]:
+    """Undo the logging set-up a Hydra run installs (handlers on the captured streams and the run's log
+    file), so later tests see the process's own logging."""
+    manager = logging.Logger.manager
+    loggers = {"": logging.getLogger(), **{k: v for k, v in manager.loggerDict.items() if isinstance(v, logging.Logger)}}
+    saved = {name: (lg.handlers[:], lg.level, lg.propagate, lg.disabled) for name, lg in loggers.items()}
+    try:
+        yield
+    finally:
+        current = {"": logging.getLogger(), **{k: v for k, v in manager.loggerDict.items() if isinstance(v, logging.Logger)}}
+        for name, lg in current.items():
+            handlers, level, propagate, disabled = saved.get(name, ([], logging.NOTSET, True, False))
+            for handler in lg.handlers:
+                if handler not in handlers:
+                    handler.close()
+            lg.handlers[:], lg.level, lg.propagate, lg.disabled = handlers, level, propagate, disabled
+
+
+def run_entry(script: str, args: list[str]) -> tuple[int, str]:
+    """Run an entry point (`train.py`, `search.py`, ...) as `python <script> <args>` would, but in this
+    process, so a bad-input case costs its check instead of a fresh interpreter importing torch and
+    Lightning. Returns (exit code, stderr)."""
+    argv, err = sys.argv, io.StringIO()
+    code = 0
+    try:
+        sys.argv = [script, *args]
+        with _restored_logging(), contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            runpy.run_path(str(REPO_ROOT / script), run_name="__main__")
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        sys.argv = argv
+    return code, err.getvalue()

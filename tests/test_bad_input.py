@@ -1,7 +1,9 @@
 """Bad input through the public entry points: one clear line, nothing written or changed.
 
 API cases must raise a `NasrankError` (whose message names the bad part and what is allowed);
-CLI cases must exit non-zero with one stderr line, no traceback, and leave no run dir or cache.
+CLI cases must exit non-zero with one stderr line, no traceback, and leave no run dir or cache; they run
+the entry scripts in this process (`run_entry`), as `python train.py ...` runs them, to spare an
+interpreter start per case (the real-process exit codes are checked in test_train_entry).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import NB101_CSV, NB201_CSV, needs_nb101, needs_nb201
+from conftest import NB101_CSV, NB201_CSV, needs_nb101, needs_nb201, run_entry
 
 from nasrank.benchmarks.analognas import load_analognas
 from nasrank.benchmarks.benchmark import Benchmark
@@ -182,16 +184,16 @@ CLI_CASES = [
 
 
 @pytest.mark.parametrize("args, expected", CLI_CASES + [("MISMATCH", "does not match this model")])
-def test_train_cli_bad_input(args, expected, tmp_path, gin_checkpoint):
+def test_train_cli_bad_input(args, expected, tmp_path, gin_checkpoint, monkeypatch):
     if args == "MISMATCH":
         args = ["model=regressor", "model/encoder=mlp", "train=false", f"ckpt_path={gin_checkpoint}"]
     cache, run = tmp_path / "cache", tmp_path / "run"
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"} | {"NASRANK_CACHE_DIR": str(cache)}
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    monkeypatch.setenv("NASRANK_CACHE_DIR", str(cache))
     before = snapshot(REPO_ROOT / "outputs")
-    proc = subprocess.run([sys.executable, "train.py", "debug=fast", *args, f"hydra.run.dir={run}"], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
-    err = proc.stderr.strip()
-    assert proc.returncode != 0
+    code, err = run_entry("train.py", ["debug=fast", *args, f"hydra.run.dir={run}"])
+    err = err.strip()
+    assert code != 0
     assert expected in err and "Traceback" not in err and err.count("\n") == 0, err[-2000:]
     assert not run.exists()
     # a benchmark parsed before the bad value was found may be cached (it is valid); never a partial file
@@ -210,12 +212,12 @@ SEARCH_CASES = [
 
 
 @pytest.mark.parametrize("args, expected", SEARCH_CASES)
-def test_search_cli_bad_input(args, expected, tmp_path):
+def test_search_cli_bad_input(args, expected, tmp_path, monkeypatch):
     run = tmp_path / "run"
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"} | {"NASRANK_CACHE_DIR": str(tmp_path / "cache")}
-    proc = subprocess.run([sys.executable, "search.py", "data=analognas_cifar10", *args, f"hydra.run.dir={run}"], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
-    err = proc.stderr.strip()
-    assert proc.returncode != 0
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    monkeypatch.setenv("NASRANK_CACHE_DIR", str(tmp_path / "cache"))
+    code, err = run_entry("search.py", ["data=analognas_cifar10", *args, f"hydra.run.dir={run}"])
+    err = err.strip()
+    assert code != 0
     assert expected in err and "Traceback" not in err and err.count("\n") == 0, err[-2000:]
     assert not run.exists()
