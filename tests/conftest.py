@@ -120,14 +120,15 @@ def load_script(name: str):
 def _restored_logging() -> Iterator[None]:
     """Undo the logging set-up a Hydra run installs (handlers on the captured streams and the run's log
     file), so later tests see the process's own logging."""
-    manager = logging.Logger.manager
-    loggers = {"": logging.getLogger(), **{k: v for k, v in manager.loggerDict.items() if isinstance(v, logging.Logger)}}
-    saved = {name: (lg.handlers[:], lg.level, lg.propagate, lg.disabled) for name, lg in loggers.items()}
+    def loggers() -> dict[str, logging.Logger]:
+        known = logging.Logger.manager.loggerDict.items()
+        return {"": logging.getLogger(), **{k: v for k, v in known if isinstance(v, logging.Logger)}}
+
+    saved = {name: (lg.handlers[:], lg.level, lg.propagate, lg.disabled) for name, lg in loggers().items()}
     try:
         yield
     finally:
-        current = {"": logging.getLogger(), **{k: v for k, v in manager.loggerDict.items() if isinstance(v, logging.Logger)}}
-        for name, lg in current.items():
+        for name, lg in loggers().items():
             handlers, level, propagate, disabled = saved.get(name, ([], logging.NOTSET, True, False))
             for handler in lg.handlers:
                 if handler not in handlers:
