@@ -15,6 +15,25 @@ import tempfile
 import hydra
 
 from nasrank.cli import check_compose, check_group_overrides, compose_config, fail, user_error
+from nasrank.core import ConfigError
+from nasrank.pretrain.weights import Pretrained
+
+
+def prepare(argv: list[str]) -> Pretrained:
+    """The cache entry a train.py run with these overrides starts from, computed now if absent."""
+    from nasrank.training.pretrained import load_pretrained
+
+    argv = list(argv)
+    if not any(a.lstrip("+").startswith("pretrain=") for a in argv):
+        argv.append("pretrain=cell_stats")
+    if msg := check_group_overrides(argv) or check_compose("train", argv):
+        raise ConfigError(msg)
+    cfg = compose_config("train", argv, tempfile.gettempdir())
+    if not cfg.get("pretrain"):
+        raise ConfigError("pretrain=null pretrains nothing; give pretrain=<option> (conf/pretrain/)")
+    datamodule = hydra.utils.instantiate(cfg.data)
+    model = hydra.utils.instantiate(cfg.model, data_info=datamodule.data_info())
+    return load_pretrained(model, cfg.model.encoder, datamodule, cfg.pretrain, cfg.paths.cache_dir)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -22,19 +41,8 @@ def main(argv: list[str] | None = None) -> None:
     if any(a in ("-h", "--help") for a in argv):
         print(__doc__)
         return
-    if not any(a.lstrip("+").startswith("pretrain=") for a in argv):
-        argv.append("pretrain=cell_stats")
-    if msg := check_group_overrides(argv) or check_compose("train", argv):
-        fail(msg)
     try:
-        from nasrank.training.pretrained import load_pretrained
-
-        cfg = compose_config("train", argv, tempfile.gettempdir())
-        if not cfg.get("pretrain"):
-            fail("pretrain=null pretrains nothing; give pretrain=<option> (conf/pretrain/)")
-        datamodule = hydra.utils.instantiate(cfg.data)
-        model = hydra.utils.instantiate(cfg.model, data_info=datamodule.data_info())
-        weights = load_pretrained(model, cfg.model.encoder, datamodule, cfg.pretrain, cfg.paths.cache_dir)
+        weights = prepare(argv)
     except Exception as exc:  # noqa: BLE001 - user errors become one line, the rest keeps its traceback
         if (err := user_error(exc)) is None:
             raise
