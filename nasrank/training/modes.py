@@ -42,7 +42,7 @@ class SingleFit:
         return model, "best" if best else None, False
 
     def ranker(self, datamodule, model: L.LightningModule) -> Ranker:
-        return Ranker.of_fitted([("model", model, self.cfg.model, datamodule)], datamodule, seed=int(self.cfg.seed))
+        return Ranker.of_fitted([("model", model, self.cfg.model, datamodule)], datamodule, **provenance(self.cfg))
 
 
 class SelfTraining(SingleFit):
@@ -90,7 +90,14 @@ class Ensemble(SingleFit):
         views = model.views or {}
         parts = [(name, module, self.cfg.model if name == "model" else self.cfg.ensemble.members[name], views.get(name) or datamodule)
                  for name, module in model.members.items()]
-        return Ranker.of_fitted(parts, datamodule, (model.score_mean, model.score_std), seed=int(self.cfg.seed))
+        return Ranker.of_fitted(parts, datamodule, (model.score_mean, model.score_std), **provenance(self.cfg))
+
+
+def provenance(cfg: DictConfig) -> dict:
+    """What a saved ranker's `meta` records of the run beside its data: the seed and, if the model's encoder
+    started from pretrained weights, the pretext settings (the weights themselves are in the artifact)."""
+    pretrain = cfg.get("pretrain")
+    return {"seed": int(cfg.seed), **({"pretrain": OmegaConf.to_container(pretrain, resolve=True)} if pretrain else {})}
 
 
 def mode_of(cfg: DictConfig) -> SingleFit:

@@ -19,7 +19,7 @@ from nasrank.encodings.archs import EncodingSpec
 from nasrank.encodings.graph import dense_graphs
 from nasrank.pretrain import PretextSettings, pretext_targets, pretrained_weights
 from nasrank.spaces import get_space
-from nasrank.training import build_model
+from nasrank.training import build_model, ranker_of
 
 NB201 = get_space("nb201")
 TINY_FLOW = {"_target_": "nasrank.models.flow.FlowEncoder", "_partial_": True, "hidden": 8, "layers": 1, "heads": 2,
@@ -102,11 +102,12 @@ def test_ranker_with_a_pretrained_encoder_round_trips(analog, tmp_path, one_thre
     cfg = compose_train([*RUN, *PRETRAIN], tmp_path / "run")
     datamodule = datamodule_of(cfg, analog)
     model = build_model(cfg, datamodule).eval()
-    path = Ranker.of_fitted([("model", model, cfg.model, datamodule)], datamodule).save(tmp_path / "ranker.pt")
+    ranker = ranker_of(cfg, datamodule, model)
+    loaded = Ranker.load(ranker.save(tmp_path / "ranker.pt"))
     archs = [datamodule.benchmark.archs[i].to_str() for i in range(0, 400, 7)]
-    loaded = Ranker.load(path)
-    np.testing.assert_array_equal(loaded.score(archs), Ranker.of_fitted([("model", model, cfg.model, datamodule)], datamodule).score(archs))
+    np.testing.assert_array_equal(loaded.score(archs), ranker.score(archs))
     assert torch.equal(loaded.members[0].module.encoder.embed[0].weight, model.encoder.embed[0].weight)
+    assert loaded.meta["pretrain"] == {**PretextSettings(cells=48, epochs=1, batch_size=16).to_dict()}  # what the encoder started from
 
 
 def test_pretraining_refuses_a_model_without_one_vector_encoder(analog, tmp_path) -> None:
