@@ -48,6 +48,15 @@ def phrase(override: str) -> str:
     return f"`{override}`"
 
 
+def recipe_with_extras(method: str, overrides: list[str] | tuple[str, ...]) -> tuple[str, list[str]] | None:
+    """The recipe a variant adds overrides to, and those overrides (the recipe needing the fewest), or None;
+    e.g. ("renas_flow", ["data.batch_size=16", "pretrain=cell_stats"]) -> ("best_nb201_small_flow", ["pretrain=cell_stats"])."""
+    shown = [o for o in overrides if not o.startswith(SILENT)]
+    fits = [(name, [o for o in shown if o not in recipe]) for name, (m, recipe) in RECIPES.items()
+            if m == method and set(recipe) <= set(shown)]
+    return min(fits, key=lambda fit: len(fit[1]), default=None)
+
+
 def variant_name(method: str, overrides: list[str] | tuple[str, ...] = ()) -> str:
     """E.g. ("nar", ["data.batch_size=32", "model.members=3", "ensemble=renas_gin"]) -> "nar ×3 + renas_gin, batch 32"."""
     shown = [o for o in overrides if not o.startswith(SILENT)]
