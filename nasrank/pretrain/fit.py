@@ -45,7 +45,7 @@ class PretextSettings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "targets", tuple(self.targets))
-        if not self.targets or (unknown := [t for t in self.targets if t not in TARGETS]):
+        if not self.targets or any(t not in TARGETS for t in self.targets):
             raise ConfigError(f"pretrain.targets={list(self.targets)}; allowed: a non-empty list of {', '.join(TARGETS)}")
         check_at_least("pretrain", 1, cells=self.cells, epochs=self.epochs, batch_size=self.batch_size)
         check_at_least("pretrain", 0, seed=self.seed)
