@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from variant_names import RECIPES, variant_name
+from variant_names import RECIPES, recipe_with_extras, variant_name
 from result_rows import TABLE_BASELINES, by_size, ktaus, mean_std, pick_on_val
 
 #: Benchmarks of the summary, in order, with their display names.
@@ -23,11 +23,16 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 BUDGETS = {"nb201": (78, 156, 469, 781, 1563), "nb101": (424, 4236, 16944, 42362, 211812), "nbgraph": (1000,)}
 
 
-def run_hint(name: str) -> str:
-    """How to run a chosen variant by name: a recipe, a model config, or the variant's name."""
+def run_hint(name: str, row: dict | None = None) -> str:
+    """How to run a chosen variant: a recipe, a model config, a recipe plus the variant's extra overrides
+    (`row`: one of its result rows), or the variant's name."""
     if name in RECIPES:
         return f"`experiment={name}`"
-    return f"`model={name}`" if (CONF / "model" / f"{name}.yaml").is_file() else f"`{name}`"
+    if (CONF / "model" / f"{name}.yaml").is_file():
+        return f"`model={name}`"
+    if row is not None and (found := recipe_with_extras(row["method"], row.get("overrides") or [])):
+        return f"`experiment={found[0]} {' '.join(found[1])}`"
+    return f"`{name}`"
 
 
 def summary_rows(rows: list[dict]) -> tuple[list[str], dict[str, list[str]]]:
@@ -53,7 +58,7 @@ def summary_rows(rows: list[dict]) -> tuple[list[str], dict[str, list[str]]]:
         if chosen in RECIPES and f"_{bench.split('_')[0]}" not in chosen:
             elsewhere[chosen].append(f"{name} at {n:,} cells")
         fit = np.median([r["fit_s"] for r in rankers[chosen].values()])
-        lines.append(f"| {name} | {n:,} | {run_hint(chosen)} | {mean_std(ktaus(rankers[chosen]))} | "
+        lines.append(f"| {name} | {n:,} | {run_hint(chosen, next(iter(rankers[chosen].values())))} | {mean_std(ktaus(rankers[chosen]))} | "
                      f"{mean_std(ktaus(variants[mlp])) if mlp else '–'} | {mean_std(ktaus(gbdt)) if gbdt else '–'} | "
                      f"{f'{score - best:+.3f}' if best is not None else '–'} | {fit:.0f} |")
     return lines, elsewhere

@@ -14,6 +14,7 @@ from collections import Counter
 RECIPES: dict[str, tuple[str, tuple[str, ...]]] = {
     "best_nb201_small": ("nar", ("data.batch_size=16", "ensemble=renas_gin")),
     "best_nb201_small_flow": ("renas_flow", ("data.batch_size=16",)),
+    "best_nb201_small_flow_pretrained": ("renas_flow", ("data.batch_size=16", "pretrain=cell_stats")),
     "best_nb201": ("nar", ("ensemble=renas_gin",)),
     "best_nb101_small": ("nar", ("data.batch_size=32", "model.members=3", "ensemble=renas_dgin")),
     "best_nb101_small_flow": ("renas_flow", ("data.batch_size=32",)),
@@ -34,6 +35,8 @@ PHRASES = {
     "sampler.refit_every=": "refit every {}",
     "constraint.params_max=": "params ≤ {} M",
     "+model.encoder.standardize=false": "unstandardised CNN input",
+    "pretrain=": "encoder pretrained on {}",
+    "pretrain.": "pretrain {}",
 }
 #: Overrides that name the benchmark's target or a member's trainer, not a different variant.
 SILENT = ("data.target=", "+ensemble.trainer.")
@@ -44,6 +47,15 @@ def phrase(override: str) -> str:
         if override.startswith(prefix):
             return text.format(override[len(prefix):])
     return f"`{override}`"
+
+
+def recipe_with_extras(method: str, overrides: list[str] | tuple[str, ...]) -> tuple[str, list[str]] | None:
+    """The recipe a variant adds overrides to, and those overrides (the recipe needing the fewest), or None;
+    e.g. ("nar", ["data.batch_size=16", "ensemble=renas_gin", "model.dropout=0.3"]) -> ("best_nb201_small", ["model.dropout=0.3"])."""
+    shown = [o for o in overrides if not o.startswith(SILENT)]
+    fits = [(name, [o for o in shown if o not in recipe]) for name, (m, recipe) in RECIPES.items()
+            if m == method and set(recipe) <= set(shown)]
+    return min(fits, key=lambda fit: len(fit[1]), default=None)
 
 
 def variant_name(method: str, overrides: list[str] | tuple[str, ...] = ()) -> str:

@@ -46,3 +46,8 @@ def test_variant_names_read_as_settings() -> None:
     assert variant_names.variant_name("nar", ["data.target=cora/test_acc"]) == "nar"  # the target is the table's, not a variant
     assert variant_names.variant_name("topk", ["model=renas_gin", "sampler.min_distance=2"]) == "topk, renas_gin ranker, min distance 2"
     assert variant_names.variant_name("nar", ["model.dropout=0.3"]) == "nar, `model.dropout=0.3`"  # no phrase: the override itself
+    assert variant_names.variant_name("renas_flow", ["pretrain=cell_stats"]) == "renas_flow, encoder pretrained on cell_stats"
+    # the report's run hint: the recipe the variant adds to (the one it adds least to), and what it adds
+    pretrained = ["data.batch_size=16", "pretrain=cell_stats", "pretrain.epochs=5"]
+    assert variant_names.recipe_with_extras("renas_flow", pretrained) == ("best_nb201_small_flow_pretrained", ["pretrain.epochs=5"])
+    assert variant_names.recipe_with_extras("renas_flow", ["pretrain=cell_stats"]) is None

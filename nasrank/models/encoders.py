@@ -80,10 +80,16 @@ def build(factory, data_info: dict) -> nn.Module:
     Input sizes (`in_dim`, `max_nodes`, `channels`, `token_dim`, …) depend on the benchmark, so
     configs leave them out and the datamodule's `data_info()` supplies them by parameter name.
     """
+    return factory(**sizes(factory, data_info))
+
+
+def sizes(factory, data_info: dict) -> dict:
+    """The entries of `data_info` that `build` passes to this factory: what its module's shape depends on
+    beside its config."""
     func = getattr(factory, "func", factory)
     given = getattr(factory, "keywords", {})
     wanted = inspect.signature(func).parameters
-    return factory(**{k: v for k, v in data_info.items() if k in wanted and k not in given})
+    return {k: v for k, v in data_info.items() if k in wanted and k not in given}
 
 
 def reads(target: str) -> list[str]:

@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 from nasrank.callbacks import TestMediaLogger
 from nasrank.models.ranker import score_batches
 from nasrank.training.checkpoints import check_checkpoint, resolve_ckpt
+from nasrank.training.pretrained import load_pretrained
 
 
 def instantiate_list(cfg: DictConfig | None, unmonitored_only: bool = False) -> list[Any]:
@@ -29,8 +30,11 @@ def score_rows(model: L.LightningModule, datamodule, rows: np.ndarray | None = N
 
 
 def build_model(cfg: DictConfig, datamodule) -> L.LightningModule:
-    """The configured model, sized by the datamodule (and loaded from `init_from` if given)."""
+    """The configured model, sized by the datamodule, its encoder pretrained on the space (`pretrain`) and
+    its weights loaded from `init_from`, each if given."""
     model = hydra.utils.instantiate(cfg.model, data_info=datamodule.data_info())
+    if cfg.get("pretrain"):
+        load_pretrained(model, cfg.model.encoder, datamodule, cfg.pretrain, cfg.paths.get("cache_dir"))
     if cfg.get("init_from"):  # fine-tuning (e.g. few-shot transfer): weights only, fresh optimiser and epochs
         model.load_state_dict(check_checkpoint(resolve_ckpt(cfg.init_from, cfg.paths.output_dir), model))
     return model

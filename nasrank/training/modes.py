@@ -42,7 +42,7 @@ class SingleFit:
         return model, "best" if best else None, False
 
     def ranker(self, datamodule, model: L.LightningModule) -> Ranker:
-        return Ranker.of_fitted([("model", model, self.cfg.model, datamodule)], datamodule, seed=int(self.cfg.seed))
+        return Ranker.of_fitted([("model", model, self.cfg.model, datamodule)], datamodule, **provenance(self.cfg))
 
 
 class SelfTraining(SingleFit):
@@ -90,7 +90,14 @@ class Ensemble(SingleFit):
         views = model.views or {}
         parts = [(name, module, self.cfg.model if name == "model" else self.cfg.ensemble.members[name], views.get(name) or datamodule)
                  for name, module in model.members.items()]
-        return Ranker.of_fitted(parts, datamodule, (model.score_mean, model.score_std), seed=int(self.cfg.seed))
+        return Ranker.of_fitted(parts, datamodule, (model.score_mean, model.score_std), **provenance(self.cfg))
+
+
+def provenance(cfg: DictConfig) -> dict:
+    """What a saved ranker's `meta` records of the run beside its data: the seed and, if the model's encoder
+    started from pretrained weights, the pretext settings (the weights themselves are in the artifact)."""
+    pretrain = cfg.get("pretrain")
+    return {"seed": int(cfg.seed), **({"pretrain": OmegaConf.to_container(pretrain, resolve=True)} if pretrain else {})}
 
 
 def mode_of(cfg: DictConfig) -> SingleFit:
@@ -104,13 +111,13 @@ def ensemble_of(cfg: DictConfig, datamodule, model: L.LightningModule, trainer: 
     """The fitted model (at its best val epoch) plus each `ensemble.members` ranker, fitted one after
     another with its own trainer, output dir (`members/<member>/`, checkpoints included) and best epoch, on its own view
     of the same split (the data config resolved with the member as model: its encodings; the benchmark
-    table is shared, not reloaded)."""
+    table is shared, not reloaded).  Members start from scratch: `init_from` and `pretrain` start the run's model."""
     load_best(trainer, model)
     members, views = {"model": model}, {"model": None}  # the run's model reads the run's batches as they are
     for name, member_model in cfg.ensemble.members.items():
         member_cfg = copy.deepcopy(cfg)
         with open_dict(member_cfg):
-            member_cfg.model, member_cfg.init_from = member_model, None
+            member_cfg.model, member_cfg.init_from, member_cfg.pretrain = member_model, None, None
             # everything the member's trainer writes (its checkpoints, or Lightning's default one) stays out of the run's own
             member_cfg.paths.output_dir = str(Path(cfg.paths.output_dir) / "members" / name)
         same = OmegaConf.to_container(member_cfg.data, resolve=True) == OmegaConf.to_container(cfg.data, resolve=True)
