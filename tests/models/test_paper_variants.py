@@ -150,6 +150,7 @@ def test_paper_recipes_resolve(recipe, data, monitor, hidden, layers, tmp_path) 
     assert cfg.callbacks.early_stopping is None and cfg.trainer.get("max_steps", -1) == -1
     space = data.split("_")[0]
     assert list(cfg.data.tensors) == (["renas_edge"] if space == "nb201" else ["renas"])
+    assert cfg.model.loss.ties  # the released RankLoss / pair_loss average over tied pairs too
     if hidden is not None:
         m = cfg.model
         assert (m.paper_space, m.encoder.hidden, m.tier_hidden, m.xavier_init, m.reset_tiers_to_zero) == (space, hidden, layers, True, True)
@@ -157,6 +158,7 @@ def test_paper_recipes_resolve(recipe, data, monitor, hidden, layers, tmp_path) 
     else:
         assert (cfg.trainer.max_epochs, cfg.data.batch_size, cfg.model.optimizer.lr) == (200, 1024, 1e-3)
         assert cfg.callbacks.model_checkpoint.save_on_train_epoch_end
+        assert cfg.model.extra_epoch_step and cfg.model.batch_mean_train_ktau
 
 
 def test_renas_logs_the_training_batches_ktau() -> None:
