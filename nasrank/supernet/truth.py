@@ -62,17 +62,19 @@ def spanning_archs(num: int, seed: int = 0) -> list[NB201Arch]:
 
 
 def table_rows(values: np.ndarray, iso_keys: list, num: int, choice: str, seed: int) -> np.ndarray:
-    """Rows of a table to use as ground truth: ``spread``, `num` rows evenly spaced in `values`, one per
-    isomorphism class (best first); ``uniform``, a seeded uniform draw without replacement from every
-    row, isomorphic ones included, as the official landmark code draws its landmarks and evaluation pool."""
+    """Rows of a table to use as ground truth, best first: ``spread``, `num` rows evenly spaced in `values`,
+    one per isomorphism class; ``uniform``, a seeded uniform draw without replacement from every row,
+    isomorphic ones included, as the official landmark code draws its landmarks and evaluation pool."""
     if choice not in TRUTH_CHOICES:
         raise ConfigError(f"data.truth.choice={choice!r}; allowed: {', '.join(TRUTH_CHOICES)}")
+    values = np.asarray(values)
     if choice == "uniform":
         if not 2 <= num <= len(values):
             raise ConfigError(f"cannot draw {num} ground-truth cells of {len(values)}; allowed: 2..{len(values)}")
-        return np.random.default_rng(seed).choice(len(values), num, replace=False)
+        rows = np.random.default_rng(seed).choice(len(values), num, replace=False)
+        return rows[np.argsort(-values[rows], kind="stable")]
     _, first = np.unique(np.asarray(iso_keys), return_index=True)
-    return first[rank_spread(np.asarray(values)[first], num)]
+    return first[rank_spread(values[first], num)]
 
 
 def nb201_table_truth(images: ImageDataModule, num_archs: int = 100, data_dir: str | None = None,

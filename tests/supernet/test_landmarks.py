@@ -96,7 +96,7 @@ def test_truth_rows_spread_one_per_class_or_drawn_uniformly_from_every_row():
     values, keys = np.arange(12.0), ["a", "a", "b", "c", "c", "d", "e", "f", "g", "h", "i", "j"]
     assert gt.table_rows(values, keys, 4, "spread", seed=0).tolist() == [11, 8, 5, 0]
     draws = [gt.table_rows(values, keys, 4, "uniform", seed=s) for s in range(300)]
-    assert all(len(set(d.tolist())) == 4 for d in draws)
+    assert all(len(set(d.tolist())) == 4 and (np.diff(d) < 0).all() for d in draws)  # distinct, best first
     counts = np.bincount(np.concatenate(draws), minlength=12)
     assert counts.min() > 70 and counts.max() < 130  # 100 expected per row
     assert gt.table_rows(values, keys, 4, "uniform", seed=7).tolist() == draws[7].tolist()
