@@ -13,19 +13,30 @@ from torch import nn
 from nasrank.core import ConfigError
 
 
-def _pairs(scores: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Score differences o_i - o_j and signs sign(y_i - y_j) over all ordered pairs with y_i != y_j."""
+def _pairs(scores: torch.Tensor, target: torch.Tensor, ties: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Score differences o_i - o_j and signs sign(y_i - y_j) over all ordered pairs i != j with
+    y_i != y_j, or with `ties` over every ordered pair i != j (a tied pair has sign 0)."""
     diff = scores[:, None] - scores[None, :]
     sign = torch.sign(target[:, None] - target[None, :])
-    keep = sign != 0
+    keep = ~torch.eye(len(scores), dtype=torch.bool, device=scores.device) if ties else sign != 0
     return diff[keep], sign[keep]
 
 
 class PairwiseLogistic(nn.Module):
-    """ReNAS / NAR ranking loss: mean log(1 + exp(-(o_i - o_j) · sign(y_i - y_j))) over all pairs."""
+    """ReNAS / NAR ranking loss: mean log(1 + exp(-(o_i - o_j) · sign(y_i - y_j))) over pairs.
+
+    By default the mean runs over the pairs with different targets: a tied pair says nothing about
+    the order.  `ties` averages over all n (n - 1) ordered pairs i != j as the released ReNAS and NAR
+    code (``pair_loss`` / ``RankLoss``) does: each tied pair adds the constant log 2, so the gradient
+    is scaled by the share of untied pairs (the paper variants set it).
+    """
+
+    def __init__(self, ties: bool = False) -> None:
+        super().__init__()
+        self.ties = ties
 
     def forward(self, scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        diff, sign = _pairs(scores.flatten(), target.flatten())
+        diff, sign = _pairs(scores.flatten(), target.flatten(), self.ties)
         return F.softplus(-diff * sign).mean() if diff.numel() else scores.sum() * 0.0
 
 

@@ -118,7 +118,10 @@ class NARNet(nn.Module):
 
     def tier_logits(self, h: Tensor, pad: Tensor) -> Tensor:
         matched = self.decoder(self.tiers.emb, h, pad).masked_fill(pad[..., None], 0.0) if self.decoder else h
-        return self.tier_head(self.pool(matched, pad)) * self.logit_scale
+        logits = self.tier_head(self.pool(matched, pad)) * self.logit_scale
+        if self.tiers.following and not self.training:
+            self.tiers.update(h, pad, logits.argmax(-1))
+        return logits
 
     def score(self, h: Tensor, pad: Tensor) -> Tensor:
         return self.score_head(self.pool(h, pad)).squeeze(-1)
@@ -211,6 +214,12 @@ class NARModule(RankerModule):
             probs.append(net.tier_logits(h, pad).softmax(-1))
             embeddings.append(net.pool(h, pad))
         return NAROutputs(torch.stack(scores).mean(0), torch.stack(probs).mean(0), torch.cat(embeddings, -1))
+
+    def follow_predicted_tiers(self) -> None:
+        """NAR's sampling mode: every net's tier memory restarts from zero and, while the model is in eval
+        mode, takes in each scored batch under the tiers that net predicts (`TierMemory.follow`)."""
+        for net in self.nets:
+            net.tiers.follow()
 
     # -- training -------------------------------------------------------------------------------
     def on_train_epoch_start(self) -> None:

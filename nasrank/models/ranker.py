@@ -45,6 +45,10 @@ class RankerModule(L.LightningModule):
         #: (idx, preds, target) of the last test split, for plots (set on the process that computes metrics)
         self.test_predictions: tuple | None = None
 
+    #: extra training values (`training_loss`) whose epoch value is the unweighted mean over batches
+    #: rather than Lightning's batch-size-weighted one
+    per_batch_means: frozenset[str] = frozenset()
+
     def forward(self, batch) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -57,7 +61,7 @@ class RankerModule(L.LightningModule):
         n = batch.num_graphs
         self.log("train/loss", loss, batch_size=n, on_step=False, on_epoch=True, prog_bar=True)
         for name, value in extra.items():
-            self.log(f"train/{name}", value, batch_size=n, on_step=False, on_epoch=True)
+            self.log(f"train/{name}", value, batch_size=1 if name in self.per_batch_means else n, on_step=False, on_epoch=True)
         return loss
 
     def validation_step(self, batch, batch_idx: int) -> None:

@@ -93,7 +93,24 @@ class RenasModule(RegressorModule):
     Every epoch logs ``train/ktau``, the Kendall tau (tau-a, as ReNAS's ``right_pair``) of the training
     batches' scores from the training forward pass, averaged over the epoch: the released code keeps the
     epoch where it is highest (`experiment=renas_paper_*` checkpoints on it).
+
+    Args:
+        extra_epoch_step: call the optimiser once more at the start of every epoch, re-applying the
+            previous epoch's last gradient, as the released ``train()`` does (its ``optimizer.step()``
+            before the batch loop; in the first epoch there is no gradient yet, so nothing moves).
+        batch_mean_train_ktau: ``train/ktau`` is the unweighted mean of the batches' KTau, as the released
+            code averages ``right_pair`` (default: weighted by batch size).
+        **kwargs: encoder, data_info, loss, optimizer, ... of `RegressorModule`.
     """
+
+    def __init__(self, *args, extra_epoch_step: bool = False, batch_mean_train_ktau: bool = False, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.extra_epoch_step = extra_epoch_step
+        self.per_batch_means = frozenset({"ktau"}) if batch_mean_train_ktau else frozenset()
+
+    def on_train_epoch_start(self) -> None:
+        if self.extra_epoch_step:
+            self.optimizers(use_pl_optimizer=False).step()
 
     def training_loss(self, batch) -> tuple[Tensor, dict[str, Tensor]]:
         scores = self(batch)

@@ -26,6 +26,11 @@ class TierMemory(nn.Module):
     the epoch's batches.  `reset(zero=False)` keeps last epoch's mean of a tier until the tier is seen
     in the new epoch, so no batch after the first epoch sees all-zero tiers; the NAR code builds new,
     all-zero buckets each epoch (`reset(zero=True)`).
+
+    `follow()` is the inference mode of NAR's sampler: the memory restarts from all-zero embeddings and
+    (`following`) the network adds every batch it scores under the tiers it predicts for it, so each
+    batch is matched against the means of the batches scored before it (the NAR code's fresh sampling
+    buckets, ``classify_enc_emb_by_pred``).
     """
 
     def __init__(self, num_tiers: int, length: int, dim: int) -> None:
@@ -35,6 +40,8 @@ class TierMemory(nn.Module):
         self.register_buffer("emb", torch.zeros(num_tiers, length, dim))
         self.register_buffer("total", torch.zeros(num_tiers, length, dim))
         self.register_buffer("count", torch.zeros(num_tiers, length))
+        #: set by `follow`: scored batches update the means under their predicted tiers
+        self.following = False
 
     @property
     def num_tiers(self) -> int:
@@ -46,6 +53,11 @@ class TierMemory(nn.Module):
         self.count.zero_()
         if zero:
             self.emb = torch.zeros_like(self.emb)
+
+    def follow(self) -> None:
+        """Restart from all-zero embeddings and follow the predicted tiers of the batches scored from now on."""
+        self.reset(zero=True)
+        self.following = True
 
     @torch.no_grad()
     def update(self, h: Tensor, pad: Tensor, tier: Tensor, reduce: Callable[[Tensor], Tensor] | None = None) -> None:

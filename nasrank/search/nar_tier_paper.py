@@ -13,6 +13,9 @@ share uniformly, the rest by drawing an upper bound on FLOPs and one on params (
 `last_tier`..k is at least the space's threshold, else uniformly among the bins' upper edges (always
 so with the space's `force_uniform`, which the official NB201 config sets).  The ranker keeps the
 candidates whose most likely tier is tier 1 and the `k` with the highest score-head output are queried.
+While sampling, the ranker's tier embeddings restart from zero and follow its predictions: each round's
+pool, scored as one batch (the official ``search_size`` equals ``sample_size``), is matched against the
+means of the earlier rounds' cells per predicted tier, then joins them (`TierMemory.follow`).
 
 Where this differs from the public code, and why:
 - cells are proposed uniformly over the benchmark's rows: on NB201 that is the official proposal
@@ -167,6 +170,7 @@ class NarTierPaper(TopK):
         costs = {q: v * UNIT_SCALE[q] for q, v in cell_costs(oracle.benchmark.space.name, ranker.graphs, self.target).items()}
         oracle.query(oracle.sample_free(rng, self.n_init), "random")
         ranker.fit(*oracle.labelled())
+        ranker.follow_predicted_tiers()  # the official sampling phase starts from fresh (zero) tier buckets
         hists = self.histograms(oracle.values(oracle.queried), costs, oracle.queried, s, rng)
         per_batch = math.ceil(self.iterations / len(hists))
         n_guided = int(s.sample_size * (1 - self.noisy_factor))

@@ -51,6 +51,10 @@ class Ranker(Protocol):
     def predict(self, archs: Sequence[Arch], tiers: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
         """Scores of `archs` (higher = better) and, if `tiers`, their tier probabilities (N, k), tier 0 the best."""
 
+    def follow_predicted_tiers(self) -> None:
+        """(Rankers with tiers) NAR's sampling mode: tier embeddings restart from zero and follow the tiers
+        predicted for the cells scored from now on, until the next `fit`."""
+
 
 def rows_of(benchmark: Benchmark, archs: Sequence[Arch]) -> np.ndarray:
     """Benchmark rows of these cells (a ranker trained through a table reads its rows)."""
@@ -107,6 +111,9 @@ class LightningRanker:
                                               enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                                               limit_val_batches=0, num_sanity_val_steps=0)
             trainer.fit(self.model, datamodule=self.dm)
+
+    def follow_predicted_tiers(self) -> None:
+        self.model.follow_predicted_tiers()
 
     def predict(self, archs: Sequence[Arch], tiers: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
         if tiers and not self.has_tiers:

@@ -32,6 +32,8 @@ NB201_TARGETS = {"cifar10": "cifar10/test_acc", "cifar100": "cifar100/test_acc",
 _CONVS = {"nor_conv_1x1", "nor_conv_3x3"}
 #: part of the standalone-truth cache key: bump when `train_standalone` changes what it measures
 TRUTH_VERSION = 1
+#: how `nb201_table_truth` picks its cells (`table_rows`)
+TRUTH_CHOICES = ("spread", "uniform")
 
 
 def spanning_archs(num: int, seed: int = 0) -> list[NB201Arch]:
@@ -59,10 +61,26 @@ def spanning_archs(num: int, seed: int = 0) -> list[NB201Arch]:
     return chosen
 
 
+def table_rows(values: np.ndarray, iso_keys: list, num: int, choice: str, seed: int) -> np.ndarray:
+    """Rows of a table to use as ground truth, best first: ``spread``, `num` rows evenly spaced in `values`,
+    one per isomorphism class; ``uniform``, a seeded uniform draw without replacement from every row,
+    isomorphic ones included, as the official landmark code draws its landmarks and evaluation pool."""
+    if choice not in TRUTH_CHOICES:
+        raise ConfigError(f"data.truth.choice={choice!r}; allowed: {', '.join(TRUTH_CHOICES)}")
+    values = np.asarray(values)
+    if choice == "uniform":
+        if not 2 <= num <= len(values):
+            raise ConfigError(f"cannot draw {num} ground-truth cells of {len(values)}; allowed: 2..{len(values)}")
+        rows = np.random.default_rng(seed).choice(len(values), num, replace=False)
+        return rows[np.argsort(-values[rows], kind="stable")]
+    _, first = np.unique(np.asarray(iso_keys), return_index=True)
+    return first[rank_spread(values[first], num)]
+
+
 def nb201_table_truth(images: ImageDataModule, num_archs: int = 100, data_dir: str | None = None,
-                      cache_dir: str | None = None) -> Benchmark:
-    """`num_archs` cells of the NB201 table evenly spaced in accuracy, one per isomorphism class,
-    with their 200-epoch test accuracy on the datamodule's dataset (valid at C=16, N=5)."""
+                      cache_dir: str | None = None, choice: str = "spread", seed: int = 0) -> Benchmark:
+    """`num_archs` cells of the NB201 table (`table_rows`: evenly spaced in accuracy, or a uniform draw
+    seeded by `seed`) with their 200-epoch test accuracy on the datamodule's dataset (valid at C=16, N=5)."""
     from nasrank.benchmarks.nb201_table import load_nb201_table
 
     target = NB201_TARGETS.get(images.dataset_name)
@@ -70,9 +88,7 @@ def nb201_table_truth(images: ImageDataModule, num_archs: int = 100, data_dir: s
         raise ConfigError(f"the NB201 table has no {images.dataset_name!r} accuracies; allowed datasets: "
                           f"{', '.join(NB201_TARGETS)} (use standalone_truth for other data)")
     table = load_nb201_table(data_dir, cache_dir)
-    _, first = np.unique(np.asarray(table.iso_keys()), return_index=True)
-    values = table.target(target)[first]
-    rows = first[rank_spread(values, num_archs)]
+    rows = table_rows(table.target(target), table.iso_keys(), num_archs, choice, seed)
     return Benchmark(f"nb201-{images.dataset_name}", SPACE, [table.archs[i] for i in rows], {target: table.target(target)[rows]})
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 import pytest
@@ -143,3 +144,21 @@ def test_bad_hyperparameters_are_config_errors() -> None:
         ListNet(temperature=0.0)
     with pytest.raises(ConfigError, match="margin"):
         PairwiseHinge(margin=-1.0)
+
+
+def test_pairwise_logistic_with_ties_averages_over_every_ordered_pair() -> None:
+    """Released ReNAS/NAR code: sum over all i != j (a tied pair adds log 2) / n (n - 1).  By hand, for
+    scores (0, ln 3, ln 3, 2 ln 3) in the order of targets (1, 2, 2, 3): the 10 untied ordered pairs give
+    8 x ln(4/3) + 2 x ln(10/9), the 2 tied ones 2 x ln 2."""
+    y = torch.tensor([1.0, 2.0, 2.0, 3.0])
+    s = torch.tensor([0.0, 1.0, 1.0, 2.0]) * math.log(3.0)
+    untied = 8 * math.log(4 / 3) + 2 * math.log(10 / 9)
+    assert float(PairwiseLogistic()(s, y)) == pytest.approx(untied / 10, rel=1e-6)  # 0.25122
+    assert float(PairwiseLogistic(ties=True)(s, y)) == pytest.approx((untied + 2 * math.log(2.0)) / 12, rel=1e-6)  # 0.32487
+    grads = []
+    for ties in (False, True):
+        x = s.clone().requires_grad_()
+        PairwiseLogistic(ties=ties)(x, y).backward()
+        grads.append(x.grad)
+    assert torch.allclose(grads[1], grads[0] * 10 / 12)  # ties only dilute the gradient
+    assert float(PairwiseLogistic(ties=True)(torch.tensor([0.3]), torch.tensor([1.0]))) == 0.0  # no pair

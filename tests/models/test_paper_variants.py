@@ -4,6 +4,8 @@ tier buckets restarted from zero, per-space paper settings, checkpoint monitors 
 
 from __future__ import annotations
 
+import itertools
+
 import hydra
 import numpy as np
 import pytest
@@ -150,6 +152,7 @@ def test_paper_recipes_resolve(recipe, data, monitor, hidden, layers, tmp_path) 
     assert cfg.callbacks.early_stopping is None and cfg.trainer.get("max_steps", -1) == -1
     space = data.split("_")[0]
     assert list(cfg.data.tensors) == (["renas_edge"] if space == "nb201" else ["renas"])
+    assert cfg.model.loss.ties  # the released RankLoss / pair_loss average over tied pairs too
     if hidden is not None:
         m = cfg.model
         assert (m.paper_space, m.encoder.hidden, m.tier_hidden, m.xavier_init, m.reset_tiers_to_zero) == (space, hidden, layers, True, True)
@@ -157,6 +160,7 @@ def test_paper_recipes_resolve(recipe, data, monitor, hidden, layers, tmp_path) 
     else:
         assert (cfg.trainer.max_epochs, cfg.data.batch_size, cfg.model.optimizer.lr) == (200, 1024, 1e-3)
         assert cfg.callbacks.model_checkpoint.save_on_train_epoch_end
+        assert cfg.model.extra_epoch_step and cfg.model.batch_mean_train_ktau
 
 
 def test_renas_logs_the_training_batches_ktau() -> None:
@@ -218,3 +222,30 @@ def test_validation_tier_accuracy_is_that_of_the_tier_probabilities() -> None:
         m.validation_step(batch, 0)
         expected = (m.outputs(batch).tier_probs.argmax(-1) == batch.tier).float().mean()
     assert m.val_tier_acc.compute() == pytest.approx(float(expected))
+
+
+def test_sampling_tier_memory_starts_at_zero_and_takes_in_each_batch_by_predicted_tier() -> None:
+    """NAR's sampler: fresh zero buckets; each scored batch is matched against the means of the batches
+    before it, then joins them under the tiers predicted for it (classify_enc_emb_by_pred)."""
+    torch.manual_seed(0)
+    m = tiny_nar().eval()
+    net = m.nets[0]
+    cells = list(itertools.islice(get_space("nb201").enumerate(), 0, 600, 50))
+    (_, a), (_, b) = encode("nb201", cells[:6], ("renas_edge",)), encode("nb201", cells[6:], ("renas_edge",))
+    net.tiers.emb = torch.randn_like(net.tiers.emb)  # the memory training left
+    with torch.no_grad():
+        trained = m.outputs(a).tier_probs
+        m.follow_predicted_tiers()
+        assert not net.tiers.emb.any()
+        first = m.outputs(a).tier_probs
+        h, pred = net.encode(a)[0], first.argmax(-1)
+        expected = torch.zeros_like(net.tiers.emb)
+        for t in pred.unique():
+            expected[t] = h[pred == t].mean(0)
+        torch.testing.assert_close(net.tiers.emb, expected)
+        second = m.outputs(b).tier_probs
+        net.tiers.following, net.tiers.emb = False, torch.zeros_like(expected)
+        torch.testing.assert_close(first, m.outputs(a).tier_probs)  # batch a was matched against the zero memory
+        net.tiers.following, net.tiers.emb = False, expected
+        torch.testing.assert_close(second, m.outputs(b).tier_probs)  # batch b saw batch a's means
+    assert not torch.allclose(first, trained)

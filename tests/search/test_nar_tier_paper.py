@@ -72,13 +72,19 @@ class StubRanker:
 
     def __init__(self, bench, graphs, top_tier_every: int = 3) -> None:
         self.bench, self.graphs, self.every, self.fits, self.pools = bench, graphs, top_tier_every, 0, []
+        self.calls: list[str] = []
 
     def fit(self, archs, values) -> None:
         self.fits += 1
+        self.calls.append("fit")
+
+    def follow_predicted_tiers(self) -> None:
+        self.calls.append("follow")
 
     def predict(self, archs, tiers: bool = False):
         rows = np.array([self.bench.index_of(a) for a in archs])
         self.pools.append(rows)
+        self.calls.append("predict")
         probs = np.full((len(rows), 5), 0.1)
         probs[:, 0] = np.where(rows % self.every == 0, 0.3 + 0.1 * rows / len(self.bench), 0.05)
         probs[:, 1] = 0.9 - probs[:, 0] - 0.3  # 0.2..0.25 where tier 1 is the argmax, 0.55 elsewhere
@@ -100,6 +106,7 @@ def test_trained_once_then_tier1_cells_by_score(tmp_path, nb201_graphs) -> None:
     ranker = StubRanker(bench, graphs)
     h = sampler(tmp_path, "sampler.n_init=10").run(bench, ranker, 40, seed=0)
     assert ranker.fits == 1 and h.extra["ranker_fits"] == 1
+    assert ranker.calls[:3] == ["fit", "follow", "predict"] and ranker.calls.count("follow") == 1  # fresh tier memory once, after training
     assert h.sources == ("random",) * 10 + ("ranker",) * 30 and len(ranker.pools) == 6  # 5 per round
     for i, pool in enumerate(ranker.pools):
         assert len(pool) <= 128

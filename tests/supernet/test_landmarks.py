@@ -89,6 +89,23 @@ def test_nb201_table_truth_spans_accuracy():
     assert len({a.iso_key() for a in truth.archs}) == 20 and all(op in OPS for a in truth.archs for op in a.ops)
 
 
+def test_truth_rows_spread_one_per_class_or_drawn_uniformly_from_every_row():
+    """Row i has accuracy i; rows 0-1 and 3-4 are isomorphic.  ``spread`` keeps the first row of each of the
+    10 classes and takes positions 0, 3, 6, 9 of them best first: rows 11, 8, 5, 0 (never 1 or 4);
+    ``uniform`` (the official draw) reaches every row, each about 4/12 of the time."""
+    values, keys = np.arange(12.0), ["a", "a", "b", "c", "c", "d", "e", "f", "g", "h", "i", "j"]
+    assert gt.table_rows(values, keys, 4, "spread", seed=0).tolist() == [11, 8, 5, 0]
+    draws = [gt.table_rows(values, keys, 4, "uniform", seed=s) for s in range(300)]
+    assert all(len(set(d.tolist())) == 4 and (np.diff(d) < 0).all() for d in draws)  # distinct, best first
+    counts = np.bincount(np.concatenate(draws), minlength=12)
+    assert counts.min() > 70 and counts.max() < 130  # 100 expected per row
+    assert gt.table_rows(values, keys, 4, "uniform", seed=7).tolist() == draws[7].tolist()
+    with pytest.raises(ConfigError, match=r"data.truth.choice='evenly'; allowed: spread, uniform"):
+        gt.table_rows(values, keys, 4, "evenly", seed=0)
+    with pytest.raises(ConfigError, match="cannot draw 13 ground-truth cells of 12"):
+        gt.table_rows(values, keys, 13, "uniform", seed=0)
+
+
 def test_nb201_table_truth_refuses_other_data():
     with pytest.raises(ConfigError, match="no 'digits' accuracies"):
         gt.nb201_table_truth(SimpleNamespace(dataset_name="digits"))

@@ -194,3 +194,4 @@ def test_paper_experiment_holds_the_official_setting(tmp_path):
     assert {k: v for k, v in cifar.model.items() if k not in size_keys} == {k: v for k, v in m.items() if k not in size_keys}
     assert (cifar.model.channels, cifar.model.cells_per_stage, cifar.data.n_val, cifar.data.batch_size) == (16, 5, 0.5, 256)
     assert cifar.data.truth.num_archs - cifar.model.landmarks == 200 and cifar.trainer.max_epochs == 400
+    assert (cifar.data.truth.choice, cifar.data.truth.seed) == ("uniform", cifar.seed)  # drawn from every cell, as official
