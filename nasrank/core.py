@@ -186,14 +186,26 @@ def _locked(folder: Path, waiting: Callable[[], None] | None = None) -> Iterator
             folder.rmdir()
 
 
+def cache_path(name: str, sources: Sequence[Path], cache_dir: Path | None = None, extra: str = "") -> Path:
+    """Where `cached_arrays` keeps the entry of these arguments (`cache_dir=None`: `default_cache_dir()`)."""
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return cache_dir / f"{name}-{fingerprint(sources, extra)}.npz"
+
+
+def read_cached(name: str, sources: Sequence[Path], cache_dir: Path | None = None, extra: str = "") -> dict[str, np.ndarray] | None:
+    """The arrays `cached_arrays` would return from its cache, or None when no valid entry exists
+    (nothing is built or written)."""
+    return _read(cache_path(name, sources, cache_dir, extra))
+
+
 def cached_arrays(name: str, sources: Sequence[Path], build: Callable[[], dict[str, np.ndarray]],
                   cache_dir: Path | None = None, extra: str = "") -> dict[str, np.ndarray]:
     """Return `build()`'s arrays, from the cache when a valid entry for these sources exists.
 
     `cache_dir=None` uses `default_cache_dir()`. Callers that must not cache call `build()` directly.
     """
-    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    path = cache_dir / f"{name}-{fingerprint(sources, extra)}.npz"
+    path = cache_path(name, sources, cache_dir, extra)
+    cache_dir = path.parent
     if (arrays := _read(path)) is not None:
         return arrays
     with _locked(cache_dir):
