@@ -34,6 +34,7 @@ PHRASES = {
     "sampler.refit_every=": "refit every {}",
     "constraint.params_max=": "params ≤ {} M",
     "+model.encoder.standardize=false": "unstandardised CNN input",
+    "data.zero_cost=true": "zero-cost inputs",
 }
 #: Overrides that name the benchmark's target or a member's trainer, not a different variant.
 SILENT = ("data.target=", "+ensemble.trainer.")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable, Sequence
@@ -57,6 +58,7 @@ class ZeroCostRecipe:
         return json.dumps(asdict(self), sort_keys=True)
 
 
+@lru_cache(maxsize=2)
 def image_batch(recipe: ZeroCostRecipe) -> tuple[torch.Tensor, torch.Tensor]:
     """The recipe's fixed batch: images (N, 3, 8, 8), standardised with the training half's mean/std, and labels."""
     from nasrank.supernet.images import load_digits_images
