@@ -144,7 +144,7 @@ def check_space(space: str) -> None:
     if space not in CPU_SPACES:
         raise ConfigError(
             f"zero-cost features of space {space!r} are not computed here; allowed: {', '.join(CPU_SPACES)} "
-            "(NB101's 423,624 networks, 128-channel stem, are too many for a CPU; see docs/methods.md)")
+            "(NB101's 423,624 networks take about 6 CPU-s each, some 700 CPU-hours; see docs/methods.md)")
 
 
 def compute_space(space: str, cache_dir: Path, recipe: ZeroCostRecipe = ZeroCostRecipe(), workers: int = 1,

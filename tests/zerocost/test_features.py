@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -75,15 +77,19 @@ def test_no_table_is_one_line_naming_the_command(tmp_path):
         EncodingSpec("nbgraph", zero_cost=True)
 
 
-@pytest.fixture
-def planted_table(tmp_path, monkeypatch) -> np.ndarray:
-    """A stand-in table (random values, NaN/-inf where dead networks put them) in a fresh cache dir."""
-    monkeypatch.setenv("NASRANK_CACHE_DIR", str(tmp_path))
+def _plant(cache_dir: Path) -> np.ndarray:
+    """A stand-in table (random values, NaN/-inf where dead networks put them) in `cache_dir`."""
     raw = np.random.default_rng(0).lognormal(size=(15625, len(FEATURES)))
     raw[0, FEATURES.index("jacob_cov")], raw[0, FEATURES.index("naswot")] = np.nan, -np.inf
-    cached_arrays("zerocost-nb201", [], lambda: {"raw": raw, "representative": np.arange(15625)}, tmp_path,
-                  features._table_key("nb201", ZeroCostRecipe()))
-    return raw
+    return cached_arrays("zerocost-nb201", [], lambda: {"raw": raw, "representative": np.arange(15625)}, cache_dir,
+                         features._table_key("nb201", ZeroCostRecipe()))["raw"]
+
+
+@pytest.fixture
+def planted_table(tmp_path, monkeypatch) -> np.ndarray:
+    """The stand-in table in a fresh cache dir."""
+    monkeypatch.setenv("NASRANK_CACHE_DIR", str(tmp_path))
+    return _plant(tmp_path)
 
 
 def test_standardized_features_are_space_z_scores_with_dead_networks_worst(planted_table):
@@ -141,3 +147,27 @@ def test_zero_cost_baselines_score_by_the_space_table(planted_table):
     assert np.argsort(ranks).tolist() == np.argsort(np.argsort(z, 0).sum(1)[rows]).tolist()
     with pytest.raises(ConfigError, match="allowed: synflow"):
         BASELINES["zc_synflow"].func(bench, "cifar10/test_acc", feature="zen")
+
+
+def test_nar_reads_them_and_its_artifact_scores_alike(tmp_path, one_thread):
+    """NAR (token encoder) with zero-cost inputs on the embedded AnalogNAS cells (NB201): the saved ranker
+    reloads the features and scores any cell exactly as the fitted model did.  The stand-in table goes
+    into the session's cache, where the AnalogNAS table is parsed once for every test."""
+    from conftest import compose_train
+
+    from nasrank import Ranker
+    from nasrank.training import train
+
+    _plant(Path(os.environ["NASRANK_CACHE_DIR"]))
+    overrides = ["model=nar", "model.encoder.hidden=16", "model.encoder.layers=1", "model.decoder_layers=1",
+                 "model.tier_hidden=16", "model.score_hidden=16", "data.zero_cost=true",
+                 "data.n_train=40", "data.n_val=20", "trainer.max_epochs=1", "data.batch_size=16", "logger=none",
+                 "callbacks=none", "+trainer.enable_progress_bar=false", "test=false"]
+    _, objs = train(compose_train(overrides, tmp_path / "run"))
+    dm, model = objs["datamodule"], objs["model"]
+    assert dm.data_info()["zero_cost_dim"] == len(FEATURES) and model.nets[0].encoder.num_tokens == 9
+    rows = dm.split.test[:50]
+    with torch.inference_mode():
+        expected = model.eval()(dm.collate(rows)).double().numpy()
+    scores = Ranker.load(tmp_path / "run").score([dm.benchmark.archs[i] for i in rows])
+    np.testing.assert_array_equal(scores, expected)
