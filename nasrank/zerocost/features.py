@@ -41,7 +41,7 @@ from nasrank.zerocost.proxies import PROXIES, all_proxies
 FEATURES = (*PROXIES, "params", "flops")
 #: features that span orders of magnitude and are compared as log(1 + value)
 _LOG_FEATURES = ("synflow", "snip", "grad_norm", "params", "flops")
-#: spaces whose whole table this CPU code computes (NB201: 6,466 networks, about 0.1 CPU-s each)
+#: spaces whose whole table this CPU code computes (NB201: 6,466 networks, about 0.25 CPU-s each)
 CPU_SPACES = ("nb201",)
 NUM_CLASSES = 10
 
@@ -174,7 +174,7 @@ def space_table(space: str, cache_dir: Path, recipe: ZeroCostRecipe = ZeroCostRe
     arrays = read_cached(f"zerocost-{space}", [], cache_dir, _table_key(space, recipe))
     if arrays is None:
         raise ConfigError(f"no zero-cost features of space {space!r} in {cache_dir}; compute them once with "
-                          f"`python -m nasrank.data zerocost {space}` (about 15 CPU-minutes for nb201), or drop data.zero_cost")
+                          f"`python -m nasrank.data zerocost {space}` (about 27 CPU-minutes for nb201), or drop data.zero_cost")
     return arrays["raw"]
 
 
