@@ -11,7 +11,8 @@ there (rows that failed are retried), so an interrupted grid resumes where it st
     python benchmarks/ranking.py --grid nar --methods mlp_ensemble gbdt --datasets nb201_cifar10
     python benchmarks/ranking.py --methods nar gin+listnet --datasets nb201_cifar100 --sizes 156 --seeds 0 1
 
-Methods: `mlp_ensemble`, `gbdt` (table baselines, `nasrank.models.baselines`), `nar_recipe` /
+Methods: `mlp_ensemble`, `gbdt`, `zc_<feature>` / `zc_rank_sum` (table baselines, `nasrank.models.baselines`; the
+zero-cost ones need `python -m nasrank.data zerocost nb201` once), `nar_recipe` /
 `renas_recipe` (the paper's recipe: `experiment=<model>_<space>`), `nar_paper_recipe` / `renas_paper_recipe` (the
 method exactly as its public code: `experiment=<model>_paper_<space>`), a recipe of `conf/experiment/` by its
 name (e.g. `best_nb201`: `experiment=best_nb201`), the named Hydra methods in `METHODS`, `<model>+<loss>`

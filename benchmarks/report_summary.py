@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from variant_names import RECIPES, recipe_with_extras, variant_name
-from result_rows import TABLE_BASELINES, by_size, ktaus, mean_std, pick_on_val
+from result_rows import by_size, is_table_baseline, ktaus, mean_std, pick_on_val
 
 #: Benchmarks of the summary, in order, with their display names.
 BENCHMARKS = {"nb201_cifar10": "NB201 CIFAR-10", "nb201_cifar100": "NB201 CIFAR-100",
@@ -45,7 +45,7 @@ def summary_rows(rows: list[dict]) -> tuple[list[str], dict[str, list[str]]]:
             continue
         variants = groups[(bench, target, n)]
         method = {m: next(iter(s.values()))["method"] for m, s in variants.items()}
-        rankers = {m: s for m, s in variants.items() if method[m] not in TABLE_BASELINES}
+        rankers = {m: s for m, s in variants.items() if not is_table_baseline(method[m])}
         chosen = pick_on_val(rankers)
         if chosen is None:
             continue

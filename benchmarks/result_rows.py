@@ -17,6 +17,12 @@ from variant_names import variant_name
 KEYS = ("method", "benchmark", "n_train", "n_val", "seed")
 #: Table baselines: they ignore the validation split, so they are shown beside the choice, never chosen.
 TABLE_BASELINES = ("mlp_ensemble", "gbdt")
+#: Zero-cost baselines (`zc_<feature>`) train nothing, so they are table baselines too.
+ZERO_COST_PREFIX = "zc_"
+
+
+def is_table_baseline(method: str) -> bool:
+    return method in TABLE_BASELINES or method.startswith(ZERO_COST_PREFIX)
 
 
 def load_rows(results: Path) -> list[dict]:

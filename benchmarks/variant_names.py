@@ -37,6 +37,7 @@ PHRASES = {
     "+model.encoder.standardize=false": "unstandardised CNN input",
     "pretrain=": "encoder pretrained on {}",
     "pretrain.": "pretrain {}",
+    "data.zero_cost=true": "zero-cost inputs",
 }
 #: Overrides that name the benchmark's target or a member's trainer, not a different variant.
 SILENT = ("data.target=", "+ensemble.trainer.")

@@ -159,3 +159,9 @@ def compose_config(config_name: str, overrides: list[str], output_dir: str | Pat
         cfg.hydra.runtime.output_dir = cfg.paths.output_dir
         del cfg["hydra"]
     return cfg
+
+
+def config_cache_dir() -> Path:
+    """``paths.cache_dir`` as the configs resolve it (env NASRANK_CACHE_DIR, else the repo's .cache), for
+    code that runs outside a Hydra config (command-line tools, a loaded ranker's encoding)."""
+    return Path(OmegaConf.create({"paths": OmegaConf.load(CONF_DIR / "paths" / "default.yaml")}).paths.cache_dir)

@@ -192,6 +192,12 @@ def cache_path(name: str, sources: Sequence[Path], cache_dir: Path | None = None
     return cache_dir / f"{name}-{fingerprint(sources, extra)}.npz"
 
 
+def read_cached(name: str, sources: Sequence[Path], cache_dir: Path | None = None, extra: str = "") -> dict[str, np.ndarray] | None:
+    """The arrays `cached_arrays` would return from its cache, or None when no valid entry exists
+    (nothing is built or written)."""
+    return _read(cache_path(name, sources, cache_dir, extra))
+
+
 def cached_arrays(name: str, sources: Sequence[Path], build: Callable[[], dict[str, np.ndarray]],
                   cache_dir: Path | None = None, extra: str = "") -> dict[str, np.ndarray]:
     """Return `build()`'s arrays, from the cache when a valid entry for these sources exists.

@@ -1,21 +1,25 @@
-"""``python -m nasrank.data fetch nb101|nb201 [--dir DIR] [--from FOLDER]``: fetch a benchmark table.
+"""``python -m nasrank.data fetch nb101|nb201 [--dir DIR] [--from FOLDER]``: fetch a benchmark table;
+``python -m nasrank.data zerocost nb201 [--workers N]``: compute a space's zero-cost features.
 
 The table is built from its public source (or from the source files downloaded by hand into
 FOLDER, with the same checks) into DIR, by default the folder where the data configs look for
 fetched tables (``<paths.cache_dir>/data``), so `train.py` / `search.py` use it from then on.
+Zero-cost features (`nasrank.zerocost.features`) go into ``<paths.cache_dir>``, chunk by chunk, so an
+interrupted run resumes; the command prints the CPU time it spent.
 Prints the table's path; a failure is one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+import time
 from pathlib import Path
-
-from omegaconf import OmegaConf
 
 from nasrank.benchmarks import nb101, nb201_table
 from nasrank.benchmarks.fetch import fetch, fetched_dir
-from nasrank.cli import CONF_DIR, fail  # nasrank.cli also registers the repo_root resolver of conf/paths
+from nasrank.cli import config_cache_dir, fail  # nasrank.cli also registers the repo_root resolver of conf/paths
 from nasrank.core import NasrankError
 
 RECIPES = {recipe.name: recipe for recipe in (nb101.RECIPE, nb201_table.RECIPE)}
@@ -23,8 +27,7 @@ RECIPES = {recipe.name: recipe for recipe in (nb101.RECIPE, nb201_table.RECIPE)}
 
 def config_fetched_dir() -> Path:
     """``<paths.cache_dir>/data`` as the configs resolve it (env NASRANK_CACHE_DIR, else the repo's .cache)."""
-    paths = OmegaConf.create({"paths": OmegaConf.load(CONF_DIR / "paths" / "default.yaml")})
-    return fetched_dir(paths.paths.cache_dir)
+    return fetched_dir(config_cache_dir())
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -37,7 +40,13 @@ def main(argv: list[str] | None = None) -> None:
     fetch_cmd.add_argument("--from", dest="source", type=Path, metavar="FOLDER",
                            help="folder holding the source files downloaded by hand (" +
                                 "; ".join(f"{name}: {', '.join(s.filename for s in r.sources)}" for name, r in sorted(RECIPES.items())) + ")")
+    zc_cmd = commands.add_parser("zerocost", help="compute the zero-cost features of every cell of a space (cached, resumable)")
+    zc_cmd.add_argument("space", help="search space: nb201 (NB101 is refused: too many networks for a CPU)")
+    zc_cmd.add_argument("--workers", type=int, default=1, help="processes, one torch thread each (default 1)")
     args = parser.parse_args(argv)
+    if args.command == "zerocost":
+        zerocost(args.space, args.workers)
+        return
     recipe = RECIPES[args.table]
     if args.source is not None:
         recipe = recipe.from_folder(args.source)
@@ -45,6 +54,25 @@ def main(argv: list[str] | None = None) -> None:
         print(fetch(recipe, args.dir or config_fetched_dir()))
     except NasrankError as err:
         fail(str(err))
+
+
+def zerocost(space: str, workers: int) -> None:
+    """Compute (or resume) a space's zero-cost table; print its path and the CPU time of this run."""
+    from nasrank.core import check_at_least
+    from nasrank.zerocost.features import compute_space, table_path
+
+    start = time.process_time()
+    cache_dir = config_cache_dir()
+    progress = lambda done, total: print(f"chunk {done}/{total}", file=sys.stderr, flush=True)  # noqa: E731
+    try:
+        check_at_least("zerocost", 1, workers=workers)
+        compute_space(space, cache_dir, workers=workers, progress=progress)
+    except NasrankError as err:
+        fail(str(err))
+    own = time.process_time() - start
+    children = sum(getattr(os.times(), k) for k in ("children_user", "children_system"))
+    print(f"CPU time: {own:.0f} s in this process + {children:.0f} s in workers", file=sys.stderr)
+    print(table_path(space, cache_dir))
 
 
 if __name__ == "__main__":

@@ -91,13 +91,14 @@ class ArchRankDataModule(L.LightningDataModule):
         eval_targets: more target keys evaluated on the test split (cross-dataset transfer).
         drop_last: drop each epoch's last, incomplete training batch (the NAR code does).
         cost_units: the units of node costs in the encodings (`EncodingSpec.cost_units`).
+        zero_cost: attach each cell's zero-cost features (`EncodingSpec.zero_cost`).
     """
 
     def __init__(self, benchmark: Benchmark | Callable[[], Benchmark], target: str, n_train: int | float = 0.1,
                  n_val: int | float = 0, split_seed: int = 0, batch_size: int = 128, eval_batch_size: int = 4096,
                  dedup_iso: bool = False, canonical_iso: bool = False, num_tiers: int = 5, tensors: Sequence[str] = (), node_costs: bool = True,
                  cost_dataset: str | None = None, eval_targets: Sequence[str] = (), num_workers: int = 0,
-                 fit_on: str = "target", drop_last: bool = False, cost_units: str = "max") -> None:
+                 fit_on: str = "target", drop_last: bool = False, cost_units: str = "max", zero_cost: bool = False) -> None:
         super().__init__()
         tensors, eval_targets = list(tensors), list(eval_targets)  # plain lists: checkpoints load with weights_only
         self.save_hyperparameters(ignore=["benchmark"])
@@ -124,7 +125,7 @@ class ArchRankDataModule(L.LightningDataModule):
         """How this datamodule's model reads a cell: what a saved ranker needs to encode any cell alike."""
         h = self.hparams
         return EncodingSpec(self.benchmark.space.name, tuple(h.tensors), h.node_costs,
-                            h.cost_dataset or h.target.split("/")[0], h.canonical_iso, h.cost_units)
+                            h.cost_dataset or h.target.split("/")[0], h.canonical_iso, h.cost_units, h.zero_cost)
 
     @cached_property
     def _stacked(self) -> tuple[DenseGraphs, EncodedArchs, np.ndarray]:

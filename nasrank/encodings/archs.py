@@ -20,6 +20,7 @@ from nasrank.encodings.cost import SPACES_WITH_COSTS, CostScale, nb201_edge_cost
 from nasrank.encodings.graph import DenseGraphs, dense_graphs, to_batch
 from nasrank.encodings.tensor import nar_tokens, renas_edge_tensor, renas_tensor
 from nasrank.spaces import Arch, Space, get_space
+from nasrank.zerocost.features import cell_indices, check_space, space_table, standardized
 
 #: tensor encoding -> the batch attribute it fills; the two ReNAS views fill the same one, so an encoder
 #: that reads `batch.tensor` reads either
@@ -50,6 +51,8 @@ class EncodingSpec:
             compute the same function get identical features and scores.
         cost_units: what node costs are divided by: ``"max"``, the space's largest node (every value in
             [0, 1]), or ``"nar_code"`` (NB101 only), the NAR/ReNAS code's FLOPs / 1e7 and params / 1e5.
+        zero_cost: attach the cell's standardised zero-cost features (`nasrank.zerocost`) as `batch.zc`,
+            which every encoder then appends to its embedding (`nasrank.models.encoders.build`).
     """
 
     space: str
@@ -58,6 +61,7 @@ class EncodingSpec:
     cost_dataset: str = "cifar10"
     canonical_iso: bool = False
     cost_units: str = "max"
+    zero_cost: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tensors", tuple(self.tensors))
@@ -69,6 +73,8 @@ class EncodingSpec:
             raise ConfigError(f"tensor renas_edge is NB201's edge view; space {self.space!r} has node ops: use renas")
         if self.cost_units not in COST_UNITS:
             raise ConfigError(f"cost_units={self.cost_units!r}; allowed: {', '.join(COST_UNITS)}")
+        if self.zero_cost:
+            check_space(self.space)
         if self.cost_units == "nar_code" and self.space != "nb101":
             raise ConfigError(f"cost_units=nar_code is NB101's; on {self.space!r} use max (NB201's code tensor, renas_edge, "
                               "has its own units)")
@@ -158,6 +164,14 @@ class EncodedArchs:
         cells = flops.shape[1]
         return np.stack([flops.sum(1) / (self.cost_scale.flops * cells), params.sum(1) / (self.cost_scale.params * cells)], -1).astype(np.float32)
 
+    @cached_property
+    def zero_cost_features(self) -> np.ndarray:
+        """(cells, features) standardised zero-cost features, read from the space's cached table."""
+        from nasrank.cli import config_cache_dir
+
+        table = standardized(space_table(self.spec.space, config_cache_dir()))
+        return table[cell_indices(self.spec.space, self.graphs)]
+
     def collate(self, rows: Sequence[int], **graph_attrs: torch.Tensor) -> Batch:
         """One PyG `Batch` of these cells (vectorised); `graph_attrs` (targets, tiers, …) ride along."""
         rows = np.asarray(rows, dtype=np.int64)
@@ -171,6 +185,8 @@ class EncodedArchs:
                 attrs["tensor"] = renas_edge_tensor(ops, *(torch.from_numpy(a[rows]) for a in self.edge_cost_arrays))
             if "nar" in self.spec.tensors:
                 attrs["tokens"], attrs["token_mask"] = nar_tokens(ops, adj, flops, params, n_ops=self.num_ops, scale=self.cost_scale)
+        if self.spec.zero_cost:
+            attrs["zc"] = torch.from_numpy(self.zero_cost_features[rows])
         extra = torch.from_numpy(self._node_extra[rows]) if self.spec.node_costs else None
         return to_batch(ops, adj, self.num_ops, node_extra=extra, **attrs)
 
@@ -183,6 +199,8 @@ class EncodedArchs:
             info["channels"], info["tensor_side"] = sample.tensor.shape[1], sample.tensor.shape[-1]
         if "tokens" in sample:
             info["token_dim"] = sample.tokens.shape[-1]
+        if "zc" in sample:
+            info["zero_cost_dim"] = sample.zc.shape[-1]
         return info
 
     def batches(self, batch_size: int = 4096, rows: Sequence[int] | None = None) -> Iterable[Batch]:

@@ -1,4 +1,5 @@
-"""Cheap predictors every learned ranker must beat: an MLP ensemble and a GBDT on one-hot cells.
+"""Cheap predictors every learned ranker must beat: an MLP ensemble and a GBDT on one-hot cells, and
+zero-cost proxies of the untrained networks, which need no labelled cell at all.
 
 They work directly on a `Benchmark` table (no Lightning, no PyG) so the ranking benchmark and the
 search strategies can fit one on the rows queried so far and score the whole space in a second.
@@ -10,18 +11,22 @@ artifact.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator, Sequence
+from functools import partial
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
+from scipy.stats import rankdata
 from torch import nn
 
 from nasrank.benchmarks.benchmark import Benchmark
+from nasrank.cli import config_cache_dir
 from nasrank.core import ConfigError
-from nasrank.encodings.graph import DenseGraphs
+from nasrank.encodings.graph import DenseGraphs, dense_graphs
 from nasrank.encodings.onehot import onehot_features
 from nasrank.models.encoders import mlp
 from nasrank.models.losses import PairwiseLogistic
+from nasrank.zerocost.features import FEATURES, cell_indices, space_table, standardized
 
 
 class TableRanker:
@@ -162,4 +167,34 @@ class GBDT(TableRanker):
         return np.asarray(self.model.predict(x), dtype=np.float64)
 
 
-BASELINES: dict[str, type[TableRanker]] = {"mlp_ensemble": MLPEnsemble, "gbdt": GBDT}
+class ZeroCostRanker(TableRanker):
+    """No training at all: one zero-cost feature of the untrained network as the score, or ``rank_sum``,
+    the sum of each feature's rank over the whole space (the literature's no-training combination).
+
+    Features come from the space's cached table (`nasrank.zerocost.features`), standardised, so a network
+    whose output ignores its input ranks last; ranks are over the space, not the rows asked, so a row's
+    score never depends on the other rows.  `fit` only checks its rows: nothing is learned from them.
+    """
+
+    def __init__(self, benchmark: Benchmark, target: str, seed: int = 0, graphs: DenseGraphs | None = None,
+                 feature: str = "rank_sum", threads: int | None = None) -> None:
+        super().__init__(benchmark, target, seed, graphs)
+        if feature not in (*FEATURES, "rank_sum"):
+            raise ConfigError(f"zero-cost feature {feature!r}; allowed: {', '.join(FEATURES)}, rank_sum")
+        space = benchmark.space.name
+        table = standardized(space_table(space, config_cache_dir()))
+        column = rankdata(table, axis=0).sum(1) if feature == "rank_sum" else table[:, FEATURES.index(feature)]
+        cells = graphs if graphs is not None else dense_graphs(benchmark.archs, benchmark.space)
+        self.features = np.asarray(column, dtype=np.float64)[cell_indices(space, cells)][:, None]
+
+    def _fit(self, x: np.ndarray, y: np.ndarray) -> None:
+        return None
+
+    def _score(self, x: np.ndarray) -> np.ndarray:
+        return x[:, 0].copy()
+
+
+#: Zero-cost baselines by name: ``zc_<feature>`` and ``zc_rank_sum``.
+ZERO_COST = (*FEATURES, "rank_sum")
+BASELINES: dict[str, Callable[..., TableRanker]] = {
+    "mlp_ensemble": MLPEnsemble, "gbdt": GBDT, **{f"zc_{f}": partial(ZeroCostRanker, feature=f) for f in ZERO_COST}}

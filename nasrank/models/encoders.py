@@ -74,13 +74,48 @@ class GINEncoder(nn.Module):
         return torch.cat(reads, 1)
 
 
+class WithZeroCost(nn.Module):
+    """An encoder whose output also carries the cell's zero-cost features (`batch.zc`, standardised).
+
+    A graph encoder's vector gets them appended, so the head reads both; a token encoder (NAR's
+    transformer) gets them as one more token, linearly embedded to its width, so NAR's tier decoder
+    and readouts see them like any node.  Attributes other models read on encoders (`standardize`,
+    `fit_inputs` of the ReNAS CNN) stay reachable on `inner`.
+    """
+
+    def __init__(self, inner: nn.Module, zero_cost_dim: int) -> None:
+        super().__init__()
+        self.inner = inner
+        self.tokens = hasattr(inner, "num_tokens")
+        if self.tokens:
+            self.embed = nn.Linear(zero_cost_dim, inner.out_dim)
+            self.num_tokens, self.out_dim = inner.num_tokens + 1, inner.out_dim
+        else:
+            self.out_dim = inner.out_dim + zero_cost_dim
+        self.standardize = getattr(inner, "standardize", False)
+
+    def fit_inputs(self, tensors: torch.Tensor) -> None:
+        self.inner.fit_inputs(tensors)
+
+    def forward(self, batch):
+        out = self.inner(batch)
+        if not self.tokens:
+            return torch.cat([out, batch.zc], 1)
+        h, pad = out
+        extra = self.embed(batch.zc)[:, None]
+        return torch.cat([h, extra], 1), torch.cat([pad, pad.new_zeros(pad.shape[0], 1)], 1)
+
+
 def build(factory, data_info: dict) -> nn.Module:
     """Call a Hydra `_partial_` module factory, filling the data-dependent sizes it asks for.
 
     Input sizes (`in_dim`, `max_nodes`, `channels`, `token_dim`, …) depend on the benchmark, so
     configs leave them out and the datamodule's `data_info()` supplies them by parameter name.
+    Data with zero-cost features (`zero_cost_dim`) wraps the encoder in `WithZeroCost`, so every
+    model and encoder reads them alike.
     """
-    return factory(**sizes(factory, data_info))
+    encoder = factory(**sizes(factory, data_info))
+    return WithZeroCost(encoder, data_info["zero_cost_dim"]) if data_info.get("zero_cost_dim") else encoder
 
 
 def sizes(factory, data_info: dict) -> dict:

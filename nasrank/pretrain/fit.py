@@ -80,7 +80,7 @@ def pretrain(factory: Callable[..., nn.Module], data_info: dict, spec: EncodingS
     std = targets.std(0)
     y = torch.from_numpy((targets - targets.mean(0)) / np.where(std > 0, std, 1.0)).float()
     torch.manual_seed(settings.seed)
-    encoder = encoders.build(factory, data_info)
+    encoder = factory(**encoders.sizes(factory, data_info))  # the bare encoder: zero-cost inputs join after pretraining
     if hasattr(encoder, "num_tokens"):
         raise ConfigError(f"{type(encoder).__name__} returns one embedding per node; pretraining needs an encoder "
                           "that returns one vector per cell (model/encoder=flow, gin, dgin or mlp)")

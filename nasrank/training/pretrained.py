@@ -9,6 +9,7 @@ import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
 from nasrank.core import ConfigError
+from nasrank.models.encoders import WithZeroCost
 from nasrank.pretrain import PretextSettings, Pretrained, pretrained_weights
 from nasrank.training.checkpoints import check_state
 
@@ -20,6 +21,7 @@ def load_pretrained(model: L.LightningModule, encoder_cfg: DictConfig, datamodul
     """Load the pretrained weights of this encoder config, space and encoding into `model.encoder`
     (pretraining it first when the cache has no entry); returns the cache entry."""
     encoder = getattr(model, "encoder", None)
+    encoder = encoder.inner if isinstance(encoder, WithZeroCost) else encoder  # zero-cost inputs are not pretrained
     if encoder is None or hasattr(encoder, "num_tokens"):
         raise ConfigError(f"pretrain needs a model with one encoder that returns a vector per cell, got {type(model).__name__}; "
                           "allowed: model=regressor or its presets (renas_flow, renas_gin, renas_dgin) with model/encoder=flow, gin, dgin or mlp")
