@@ -65,6 +65,7 @@ def pretrained_weights(encoder_cfg: Mapping, data_info: Mapping, spec: EncodingS
     datamodule's sizes and `spec` its encoding; `cache_dir=None` is `nasrank.core.default_cache_dir()`.
     """
     cache_dir = Path(cache_dir) if cache_dir is not None else None
+    spec = replace(spec, zero_cost=False)  # zero-cost inputs join after the encoder: one pretraining serves both
     key = cache_key(encoder_cfg, data_info, spec, settings)
     extra = json.dumps(key, sort_keys=True)
     name = f"pretrained_{spec.space}"

@@ -73,6 +73,8 @@ def test_cache_never_loads_weights_into_another_encoder(tmp_path, one_thread) ->
     first = pretrained_weights(TINY_FLOW, NB201_INFO, spec, TINY_PRETEXT, tmp_path)
     again = pretrained_weights(TINY_FLOW, NB201_INFO, spec, TINY_PRETEXT, tmp_path)  # a cache hit: the same file and weights
     assert again.path == first.path and all(torch.equal(first.state[k], again.state[k]) for k in first.state)
+    # zero-cost inputs are appended after the encoder, so the same pretraining serves runs with them
+    assert pretrained_weights(TINY_FLOW, NB201_INFO, EncodingSpec("nb201", zero_cost=True), TINY_PRETEXT, tmp_path).path == first.path
     wider = {**TINY_FLOW, "hidden": 16}
     other_path = pretrained_weights(wider, NB201_INFO, spec, PretextSettings(cells=48, epochs=2, batch_size=16), tmp_path).path
     assert other_path != first.path  # the key (encoder, pretext) names the file
