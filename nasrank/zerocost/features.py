@@ -10,7 +10,7 @@ How they are computed (`ZeroCostRecipe`): one fixed batch of the embedded digits
 64 images drawn with the recipe's seed from the training half), the network initialised from
 ``torch.manual_seed(seed)`` before it is built, so every cell's values depend on the recipe and the
 cell only, never on the order, chunk or worker.  The references used CIFAR at 32x32; the digits are
-what every install has, and 8x8 inputs make the 15 NB201 cells cheap (the networks end in global
+what every install has, and 8x8 inputs make the 15,625 NB201 cells cheap (the networks end in global
 pooling, so any side works).  Isomorphic cells (`Arch.iso_key`) compute the same function, so one
 network per class is scored, its first member in space order, and every member gets its values.
 
