@@ -13,9 +13,8 @@ there (rows that failed are retried), so an interrupted grid resumes where it st
 
 Methods: `mlp_ensemble`, `gbdt`, `zc_<feature>` / `zc_rank_sum` (table baselines, `nasrank.models.baselines`; the
 zero-cost ones need `python -m nasrank.data zerocost nb201` once), `nar_recipe` /
-`renas_recipe` (the paper's recipe: `experiment=<model>_<space>`), `nar_paper_recipe` / `renas_paper_recipe` (the
-method exactly as its public code: `experiment=<model>_paper_<space>`), a recipe of `conf/experiment/` by its
-name (e.g. `best_nb201`: `experiment=best_nb201`), the named Hydra methods in `METHODS`, `<model>+<loss>`
+`renas_recipe` (the paper's recipe: `experiment=<model>_<space>`), a recipe of `conf/experiment/` by its
+name (e.g. `best_nb201`: `experiment=best_nb201`; the methods exactly as their public code: `nar_paper_nb201`), the named Hydra methods in `METHODS`, `<model>+<loss>`
 (e.g. `gin+pairwise_logistic`: model=regressor loss=pairwise_logistic), and any other name X as `model=X`.
 A method whose config does not exist yields an error row, not a crash.
 Each row runs in a forked child, so its peak RSS is its own and a crash cannot stop the grid;
@@ -64,7 +63,7 @@ METHODS: dict[str, list[str]] = {
     # NAR's transformer nets and as many GIN nets trained together (NARModule.extra_encoders)
     "nar_mixed": ["model=nar", "+model/encoder@model.extra_encoders.gin=gin"],
 }
-NAR_GRID_METHODS = ["nar_recipe", "nar", "nar_paper_recipe", "nar_gin", "renas", "renas_gin", "gin_regressor", "mlp_regressor", "mlp_ensemble", "gbdt"]
+NAR_GRID_METHODS = ["nar_recipe", "nar", "nar_gin", "renas", "renas_gin", "gin_regressor", "mlp_regressor", "mlp_ensemble", "gbdt"]
 #: Trainer settings every Lightning row shares: keep the best val/ktau epoch, write nothing into the repo.
 LIGHTNING_OVERRIDES = ["logger=none", "callbacks=default", "~callbacks.progress_bar", "~callbacks.lr_monitor",
                        "++trainer.enable_progress_bar=false", "test=false"]
@@ -75,7 +74,8 @@ TABLE_DATA = ["data.canonical_iso=false", "data.tensors=[]"]
 
 #: Methods trained with their paper's recipe: the experiment config `<model>_<space>` sets trainer and loss
 #: (e.g. NAR on NB201: a 440-step budget, no early stopping); the row still sets the data and its sizes.
-RECIPES = {"nar_recipe": "nar", "renas_recipe": "renas", "nar_paper_recipe": "nar_paper", "renas_paper_recipe": "renas_paper"}
+#: The paper variants are rows of their recipe's own name (`nar_paper_nb201`), one name per result.
+RECIPES = {"nar_recipe": "nar", "renas_recipe": "renas"}
 
 
 def is_recipe(name: str) -> bool:
@@ -133,7 +133,8 @@ def grid(name: str) -> list[tuple[list[str], list[str], list[int], list[int]]]:
     presets = {
         "quick": [(["nar", "gin_regressor", "mlp_ensemble", "gbdt"], ["nb201_cifar10"], [156, 1563], [0])],
         "baseline": [(["gin_regressor"], ["nb201_cifar10"], [156, 1563], [0, 1, 2])],
-        "nar": [(NAR_GRID_METHODS, NB201, NB201_SIZES, five), (NAR_GRID_METHODS, ["nb101_cifar10"], [424, 4236], five)],
+        "nar": [([*NAR_GRID_METHODS, "nar_paper_nb201"], NB201, NB201_SIZES, five),
+                ([*NAR_GRID_METHODS, "nar_paper_nb101"], ["nb101_cifar10"], [424, 4236], five)],
         "losses": [([f"{m}+{loss}" for m in ("gin", "nar", "renas") for loss in losses()], ["nb201_cifar100"], [156, 1563], [0, 1, 2])],
     }
     if name not in presets:

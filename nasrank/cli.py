@@ -17,11 +17,12 @@ from hydra.core.hydra_config import HydraConfig
 
 from omegaconf import DictConfig, OmegaConf
 
-from nasrank.core import ConfigError, NasrankError, REPO_ROOT
+from nasrank.core import ConfigError, NasrankError, REPO_ROOT, default_cache_dir
 
 CONF_DIR = REPO_ROOT / "conf"
 T = TypeVar("T")
 OmegaConf.register_new_resolver("repo_root", lambda: str(REPO_ROOT), replace=True)
+OmegaConf.register_new_resolver("default_cache_dir", lambda: str(default_cache_dir()), replace=True)
 
 
 def _encoder_reads(target: str) -> list[str]:
@@ -159,9 +160,3 @@ def compose_config(config_name: str, overrides: list[str], output_dir: str | Pat
         cfg.hydra.runtime.output_dir = cfg.paths.output_dir
         del cfg["hydra"]
     return cfg
-
-
-def config_cache_dir() -> Path:
-    """``paths.cache_dir`` as the configs resolve it (env NASRANK_CACHE_DIR, else the repo's .cache), for
-    code that runs outside a Hydra config (command-line tools, a loaded ranker's encoding)."""
-    return Path(OmegaConf.create({"paths": OmegaConf.load(CONF_DIR / "paths" / "default.yaml")}).paths.cache_dir)

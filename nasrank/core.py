@@ -108,10 +108,14 @@ CACHE_VERSION = 1
 
 
 def default_cache_dir() -> Path:
-    """`$NASRANK_CACHE_DIR`, else `$XDG_CACHE_HOME/nasrank`, else `~/.cache/nasrank`."""
+    """`$NASRANK_CACHE_DIR`, else the checkout's `.cache/`, beside the `outputs/` the runs write.
+
+    The configs' `paths.cache_dir` resolves through this function, so the library's callers
+    (`cache_dir=None`) and `train.py` share one cache unless a run names another.
+    """
     if env := os.environ.get("NASRANK_CACHE_DIR"):
         return Path(env)
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "nasrank"
+    return REPO_ROOT / ".cache"
 
 
 def fingerprint(sources: Sequence[Path], extra: str = "") -> str:

@@ -19,15 +19,15 @@ from pathlib import Path
 
 from nasrank.benchmarks import nb101, nb201_table
 from nasrank.benchmarks.fetch import fetch, fetched_dir
-from nasrank.cli import config_cache_dir, fail  # nasrank.cli also registers the repo_root resolver of conf/paths
-from nasrank.core import NasrankError
+from nasrank.cli import fail
+from nasrank.core import NasrankError, default_cache_dir
 
 RECIPES = {recipe.name: recipe for recipe in (nb101.RECIPE, nb201_table.RECIPE)}
 
 
 def config_fetched_dir() -> Path:
-    """``<paths.cache_dir>/data`` as the configs resolve it (env NASRANK_CACHE_DIR, else the repo's .cache)."""
-    return fetched_dir(config_cache_dir())
+    """``<paths.cache_dir>/data`` of the default cache (env NASRANK_CACHE_DIR, else the repo's .cache)."""
+    return fetched_dir(default_cache_dir())
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -62,7 +62,7 @@ def zerocost(space: str, workers: int) -> None:
     from nasrank.zerocost.features import compute_space, table_path
 
     start = time.process_time()
-    cache_dir = config_cache_dir()
+    cache_dir = default_cache_dir()
     progress = lambda done, total: print(f"chunk {done}/{total}", file=sys.stderr, flush=True)  # noqa: E731
     try:
         check_at_least("zerocost", 1, workers=workers)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch_geometric.data import Batch
 
-from nasrank.core import ConfigError
+from nasrank.core import ConfigError, default_cache_dir
 from nasrank.encodings.cost import SPACES_WITH_COSTS, CostScale, nb201_edge_costs, node_cost_scale, node_costs
 from nasrank.encodings.graph import DenseGraphs, dense_graphs, to_batch
 from nasrank.encodings.tensor import nar_tokens, renas_edge_tensor, renas_tensor
@@ -167,9 +167,7 @@ class EncodedArchs:
     @cached_property
     def zero_cost_features(self) -> np.ndarray:
         """(cells, features) standardised zero-cost features, read from the space's cached table."""
-        from nasrank.cli import config_cache_dir
-
-        table = standardized(space_table(self.spec.space, config_cache_dir()))
+        table = standardized(space_table(self.spec.space, default_cache_dir()))
         return table[cell_indices(self.spec.space, self.graphs)]
 
     def collate(self, rows: Sequence[int], **graph_attrs: torch.Tensor) -> Batch:

@@ -20,8 +20,7 @@ from scipy.stats import rankdata
 from torch import nn
 
 from nasrank.benchmarks.benchmark import Benchmark
-from nasrank.cli import config_cache_dir
-from nasrank.core import ConfigError
+from nasrank.core import ConfigError, default_cache_dir
 from nasrank.encodings.graph import DenseGraphs, dense_graphs
 from nasrank.encodings.onehot import onehot_features
 from nasrank.models.encoders import mlp
@@ -182,7 +181,7 @@ class ZeroCostRanker(TableRanker):
         if feature not in (*FEATURES, "rank_sum"):
             raise ConfigError(f"zero-cost feature {feature!r}; allowed: {', '.join(FEATURES)}, rank_sum")
         space = benchmark.space.name
-        table = standardized(space_table(space, config_cache_dir()))
+        table = standardized(space_table(space, default_cache_dir()))
         column = rankdata(table, axis=0).sum(1) if feature == "rank_sum" else table[:, FEATURES.index(feature)]
         cells = graphs if graphs is not None else dense_graphs(benchmark.archs, benchmark.space)
         self.features = np.asarray(column, dtype=np.float64)[cell_indices(space, cells)][:, None]

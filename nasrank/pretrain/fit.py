@@ -67,6 +67,18 @@ def pretext_cells(spec: EncodingSpec, settings: PretextSettings) -> EncodedArchs
     return EncodedArchs(dense_graphs(cells, space), replace(spec, canonical_iso=False))
 
 
+def check_pretrainable(encoder: nn.Module | None, owner: str) -> None:
+    """Refuse encoders the pretext head cannot sit on: it reads one vector per cell, from weights that must
+    mean the same after loading (the ReNAS CNN standardises its input on the labelled split only later).
+    `owner` names what the user chose (the model, or the encoder) in the error."""
+    allowed = "allowed: model=regressor or its presets (renas_flow, renas_gin, renas_dgin) with model/encoder=flow, gin, dgin or mlp"
+    if encoder is None or hasattr(encoder, "num_tokens"):
+        raise ConfigError(f"pretrain needs a model with one encoder that returns a vector per cell, got {owner}; {allowed}")
+    if getattr(encoder, "standardize", False):
+        raise ConfigError(f"pretrain cannot start the ReNAS CNN (it standardises its input on the labelled split after "
+                          f"the weights are loaded); {allowed}")
+
+
 def pretrain(factory: Callable[..., nn.Module], data_info: dict, spec: EncodingSpec,
              settings: PretextSettings) -> tuple[dict[str, torch.Tensor], dict[str, np.ndarray]]:
     """Fit a fresh encoder (plus a linear head, thrown away) to the pretext targets of the space's cells.
@@ -81,9 +93,7 @@ def pretrain(factory: Callable[..., nn.Module], data_info: dict, spec: EncodingS
     y = torch.from_numpy((targets - targets.mean(0)) / np.where(std > 0, std, 1.0)).float()
     torch.manual_seed(settings.seed)
     encoder = factory(**encoders.sizes(factory, data_info))  # the bare encoder: zero-cost inputs join after pretraining
-    if hasattr(encoder, "num_tokens"):
-        raise ConfigError(f"{type(encoder).__name__} returns one embedding per node; pretraining needs an encoder "
-                          "that returns one vector per cell (model/encoder=flow, gin, dgin or mlp)")
+    check_pretrainable(encoder, type(encoder).__name__)
     head = nn.Linear(encoder.out_dim, y.shape[1])
     optimizer = torch.optim.Adam([*encoder.parameters(), *head.parameters()], lr=settings.lr)
     encoder.train()

@@ -8,9 +8,9 @@ import logging
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from nasrank.core import ConfigError
 from nasrank.models.encoders import WithZeroCost
 from nasrank.pretrain import PretextSettings, Pretrained, pretrained_weights
+from nasrank.pretrain.fit import check_pretrainable
 from nasrank.training.checkpoints import check_state
 
 log = logging.getLogger(__name__)
@@ -22,12 +22,7 @@ def load_pretrained(model: L.LightningModule, encoder_cfg: DictConfig, datamodul
     (pretraining it first when the cache has no entry); returns the cache entry."""
     encoder = getattr(model, "encoder", None)
     encoder = encoder.inner if isinstance(encoder, WithZeroCost) else encoder  # zero-cost inputs are not pretrained
-    if encoder is None or hasattr(encoder, "num_tokens"):
-        raise ConfigError(f"pretrain needs a model with one encoder that returns a vector per cell, got {type(model).__name__}; "
-                          "allowed: model=regressor or its presets (renas_flow, renas_gin, renas_dgin) with model/encoder=flow, gin, dgin or mlp")
-    if getattr(encoder, "standardize", False):
-        raise ConfigError("pretrain cannot start the ReNAS CNN: it standardises its input on the labelled split after the "
-                          "weights are loaded; use model/encoder=flow, gin, dgin or mlp")
+    check_pretrainable(encoder, type(model).__name__)
     settings = PretextSettings(**OmegaConf.to_container(pretrain_cfg, resolve=True))
     weights = pretrained_weights(OmegaConf.to_container(encoder_cfg, resolve=True), datamodule.data_info(),
                                  datamodule.encoding, settings, cache_dir)

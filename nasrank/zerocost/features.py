@@ -41,7 +41,7 @@ from nasrank.zerocost.proxies import PROXIES, all_proxies
 FEATURES = (*PROXIES, "params", "flops")
 #: features that span orders of magnitude and are compared as log(1 + value)
 _LOG_FEATURES = ("synflow", "snip", "grad_norm", "params", "flops")
-#: spaces whose whole table this CPU code computes (NB201: 6,466 networks, about 0.25 CPU-s each)
+#: spaces whose whole table this CPU code computes (their one-off cost: benchmarks/zerocost_cost.py)
 CPU_SPACES = ("nb201",)
 NUM_CLASSES = 10
 
@@ -144,7 +144,7 @@ def check_space(space: str) -> None:
     if space not in CPU_SPACES:
         raise ConfigError(
             f"zero-cost features of space {space!r} are not computed here; allowed: {', '.join(CPU_SPACES)} "
-            "(NB101's 423,624 networks take about 6 CPU-s each, some 700 CPU-hours; see docs/methods.md)")
+            "(NB101 needs all 423,624 networks scored: CPU-hours per BENCHMARKS.md, 'Zero-cost features: one-off cost')")
 
 
 def compute_space(space: str, cache_dir: Path, recipe: ZeroCostRecipe = ZeroCostRecipe(), workers: int = 1,
@@ -174,7 +174,8 @@ def space_table(space: str, cache_dir: Path, recipe: ZeroCostRecipe = ZeroCostRe
     arrays = read_cached(f"zerocost-{space}", [], cache_dir, _table_key(space, recipe))
     if arrays is None:
         raise ConfigError(f"no zero-cost features of space {space!r} in {cache_dir}; compute them once with "
-                          f"`python -m nasrank.data zerocost {space}` (about 27 CPU-minutes for nb201), or drop data.zero_cost")
+                          f"`python -m nasrank.data zerocost {space}` (its cost: BENCHMARKS.md, 'Zero-cost features: one-off cost'), "
+                          "or drop data.zero_cost")
     return arrays["raw"]
 
 

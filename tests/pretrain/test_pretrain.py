@@ -112,7 +112,9 @@ def test_ranker_with_a_pretrained_encoder_round_trips(analog, tmp_path, one_thre
     assert loaded.meta["pretrain"] == {**PretextSettings(cells=48, epochs=1, batch_size=16).to_dict()}  # what the encoder started from
 
 
-def test_pretraining_refuses_a_model_without_one_vector_encoder(analog, tmp_path) -> None:
-    cfg = compose_train(["data=analognas_cifar10", "model=nar", "data.n_train=32", "data.n_val=16", *PRETRAIN], tmp_path)
-    with pytest.raises(ConfigError, match="pretrain needs a model with one encoder.*got NARModule"):
+@pytest.mark.parametrize("model, error", [("nar", "pretrain needs a model with one encoder.*got NARModule"),
+                                          ("renas", "pretrain cannot start the ReNAS CNN")])
+def test_pretraining_refuses_an_encoder_it_cannot_start(analog, tmp_path, model: str, error: str) -> None:
+    cfg = compose_train(["data=analognas_cifar10", f"model={model}", "data.n_train=32", "data.n_val=16", *PRETRAIN], tmp_path)
+    with pytest.raises(ConfigError, match=error):
         build_model(cfg, datamodule_of(cfg, analog))
