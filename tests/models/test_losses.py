@@ -102,12 +102,14 @@ def test_listmle_breaks_ties_at_random_not_by_position() -> None:
 
 
 @pytest.mark.parametrize("cls", ALL)
-def test_single_row_batch_is_finite(cls) -> None:
-    """A last partial batch can hold one row: no NaN (ListNet used to divide by a NaN std)."""
-    s = torch.zeros(1, requires_grad=True)
+def test_single_row_batch(cls) -> None:
+    """A last partial batch can hold one row: it holds no order, so a ranking loss is 0 with no gradient
+    (not NaN from a one-row std); MSE is the squared error, (3 - 93)^2."""
+    s = torch.full((1,), 3.0, requires_grad=True)
     loss = cls()(s, torch.tensor([93.0]))
     loss.backward()
-    assert torch.isfinite(loss) and torch.isfinite(s.grad).all()
+    expected, grad = (8100.0, -180.0) if cls is MSE else (0.0, 0.0)
+    assert loss.item() == expected and s.grad.tolist() == [grad]
 
 
 @pytest.mark.parametrize("cls", ALL)
