@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import os
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import compose_train
+from conftest import compose_train, run_entry
 
 from nasrank import Ranker
 from nasrank.artifact import FILENAME
 from nasrank.benchmarks.custom import load_custom_csv
 from nasrank.cli import compose_config, user_error
-from nasrank.core import NasrankError, REPO_ROOT
+from nasrank.core import NasrankError
 from nasrank.ranking import rank
 from nasrank.training import train
 
@@ -148,9 +146,8 @@ def test_rank_command_bad_input_is_one_line(run_dir, tmp_path):
     (tmp_path / "bad.txt").write_text(f"{GOOD}\nnot-a-cell\n")
     for args, match in ([f"ranker={run_dir}", f"archs={tmp_path / 'bad.txt'}"], "architecture #2: malformed NB201"), \
                        (["archs=space"], "needs a trained ranker"):
-        proc = subprocess.run([sys.executable, "rank.py", *args, f"hydra.run.dir={tmp_path / 'run'}"], cwd=REPO_ROOT,
-                              capture_output=True, text=True)
-        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and match in proc.stderr, proc.stderr
+        code, stderr = run_entry("rank.py", [*args, f"hydra.run.dir={tmp_path / 'run'}"])
+        assert code == 2 and stderr.count("\n") == 1 and match in stderr, stderr
         assert not (tmp_path / "run").exists()
 
 
