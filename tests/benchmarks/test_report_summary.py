@@ -1,0 +1,34 @@
+"""BENCHMARKS.md's first table: the ranker is chosen on validation KTau only, over the seeds all candidates ran."""
+
+from __future__ import annotations
+
+from conftest import load_script
+
+summary = load_script("report_summary")
+
+
+def rows(method: str, vals: list[float], tests: list[float], bench: str = "analognas_cifar10",
+         target: str = "cifar10/baseline_acc", overrides: tuple[str, ...] = ()) -> list[dict]:
+    return [{"method": method, "overrides": list(overrides), "benchmark": bench, "target": target, "n_train": 78,
+             "n_val": 64, "seed": seed, "val_ktau": v, "test_ktau": t, "fit_s": 10.0 + seed}
+            for seed, (v, t) in enumerate(zip(vals, tests))]
+
+
+def test_chosen_on_validation_not_test():
+    table = [*rows("nar", [0.70, 0.72, 0.71], [0.60, 0.61, 0.62]),          # better on validation
+             *rows("renas", [0.60, 0.62, 0.61], [0.80, 0.81, 0.82]),        # better on test: never chosen
+             *rows("mlp_ensemble", [0.5, 0.5, 0.5], [0.50, 0.52, 0.54]), *rows("gbdt", [0.4] * 3, [0.40, 0.40, 0.40])]
+    lines, _ = summary.summary_rows(table)
+    assert lines == ["| AnalogNAS CIFAR-10 | 78 | `model=nar` | 0.610 ± 0.010 (3) | 0.520 ± 0.020 (3) | 0.400 ± 0.000 (3) | "
+                     "+0.090 | 11 |"]
+
+
+def test_a_two_seed_probe_does_not_win_and_seeds_are_paired():
+    table = [*rows("nar", [0.70, 0.72, 0.71, 0.10, 0.10], [0.6] * 5),  # seeds 3-4 would sink it, but renas lacks them
+             *rows("renas", [0.69, 0.71, 0.70], [0.8] * 3), *rows("gin_regressor", [0.99, 0.99], [0.9] * 2)]
+    assert "`model=nar`" in summary.summary_rows(table)[0][0]
+
+
+def test_another_target_is_named():
+    table = rows("nar", [0.7] * 3, [0.6] * 3, target="cifar10/analog_acc")
+    assert summary.summary_rows(table)[0][0].startswith("| AnalogNAS CIFAR-10 (analog_acc) | 78 |")
