@@ -25,18 +25,13 @@ from nasrank.core import NasrankError, default_cache_dir
 RECIPES = {recipe.name: recipe for recipe in (nb101.RECIPE, nb201_table.RECIPE)}
 
 
-def config_fetched_dir() -> Path:
-    """``<paths.cache_dir>/data`` of the default cache (env NASRANK_CACHE_DIR, else the repo's .cache)."""
-    return fetched_dir(default_cache_dir())
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m nasrank.data", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     fetch_cmd = commands.add_parser("fetch", help="build a benchmark table from its public source")
     fetch_cmd.add_argument("table", choices=sorted(RECIPES),
                            help="; ".join(f"{name}: {r.size}" for name, r in sorted(RECIPES.items())))
-    fetch_cmd.add_argument("--dir", type=Path, help=f"data folder to write into (default: {config_fetched_dir()})")
+    fetch_cmd.add_argument("--dir", type=Path, help=f"data folder to write into (default: {fetched_dir()})")
     fetch_cmd.add_argument("--from", dest="source", type=Path, metavar="FOLDER",
                            help="folder holding the source files downloaded by hand (" +
                                 "; ".join(f"{name}: {', '.join(s.filename for s in r.sources)}" for name, r in sorted(RECIPES.items())) + ")")
@@ -51,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.source is not None:
         recipe = recipe.from_folder(args.source)
     try:
-        print(fetch(recipe, args.dir or config_fetched_dir()))
+        print(fetch(recipe, args.dir or fetched_dir()))
     except NasrankError as err:
         fail(str(err))
 
