@@ -4,7 +4,8 @@
 The table is built from its public source (or from the source files downloaded by hand into
 FOLDER, with the same checks) into DIR, by default the folder where the data configs look for
 fetched tables (``<paths.cache_dir>/data``), so `train.py` / `search.py` use it from then on.
-Zero-cost features (`nasrank.zerocost.features`) go into ``<paths.cache_dir>``, chunk by chunk, so an
+Zero-cost features (`nasrank.zerocost.features`) go into the default cache (env NASRANK_CACHE_DIR, else the
+repo's .cache), where every run and saved ranker reads them, chunk by chunk, so an
 interrupted run resumes; the command prints the CPU time it spent.
 Prints the table's path; a failure is one line on stderr and exit code 2.
 """
