@@ -133,7 +133,7 @@ def target_section(rows: list[dict], spec: Targets) -> list[str]:
     ok = [r for r in latest(rows) if r["benchmark"].split("_")[0] in spec.targets and shown(r)]
     lines = [f"### {spec.title} against its targets and the baselines", "",
              f"Per size of the targets, the {spec.title} variant with the higher mean validation KTau (among those with "
-             "at least 3 seeds where any has, over the seeds all of them ran) and its mean test KTau (seeds in brackets), "
+             "the most seeds there, at least 3, over the seeds they all ran) and its mean test KTau (seeds in brackets), "
              "against the target and the best baseline there with at least 3 seeds (GIN/MLP regressors, GBDT, MLP "
              f"ensemble on raw or canonical cells).  Variants compared: {spec.description}; every variant's numbers are "
              "in the tables above.", "",

@@ -35,7 +35,7 @@ def load_rows(results: Path) -> list[dict]:
             except json.JSONDecodeError:
                 print(f"warning: skipping an unreadable line of {path}", file=sys.stderr)
                 continue
-            if isinstance(row, dict) and all(k in row for k in KEYS) and ("test_ktau" in row or "error" in row):
+            if isinstance(row, dict) and all(k in row for k in KEYS) and (isinstance(row.get("test_ktau"), float) or "error" in row):
                 rows.append(row)
     return rows
 
@@ -63,13 +63,18 @@ def by_size(rows: Iterable[dict]) -> dict[tuple[str, str, int], dict[str, dict[i
 
 
 def pick_on_val(variants: dict[str, dict[int, dict]]) -> str | None:
-    """The variant with the higher mean validation KTau, among those with at least 3 seeds where any has
-    (a one-seed probe is no basis for a choice), compared over the seeds all of them ran."""
+    """The variant with the higher mean validation KTau among those run with the most seeds there, compared
+    over the seeds they all ran.  A variant probed with fewer seeds (a one-seed probe, a 3-seed paper variant
+    beside 5-seed ones) neither competes nor shrinks the others' comparison to its seeds; below 3 seeds
+    anywhere, every variant competes."""
     present = {m: seeds for m, seeds in variants.items() if seeds}
-    present = {m: s for m, s in present.items() if len(s) >= 3} or present
     if not present:
         return None
+    most = max(len(s) for s in present.values())
+    if most >= 3:
+        present = {m: s for m, s in present.items() if len(s) == most}
     common = set.intersection(*(set(s) for s in present.values()))
+
     def val(m: str) -> float:
         values = [present[m][s].get("val_ktau") for s in common]
         values = [v for v in values if v is not None]

@@ -52,8 +52,8 @@ def blend_row(row: Row, argv: list[str]) -> dict:
     blends = {str(w): (1 - w) * zscore(scores) + w * zscore(prior) for w in WEIGHTS}
     return {"method": row.method, "overrides": list(row.overrides), "benchmark": row.benchmark, "n_train": row.n_train,
             "n_val": row.n_val, "seed": row.seed, "target": dm.fit_target, "date": time.strftime("%Y-%m-%d %H:%M"),
-            "val_ktau": {w: ktau(s[val], dm.fit_values[val]) for w, s in blends.items()},
-            "test_ktau": {w: ktau(s[test], dm.values[test]) for w, s in blends.items()},
+            "val_ktau_by_weight": {w: ktau(s[val], dm.fit_values[val]) for w, s in blends.items()},
+            "test_ktau_by_weight": {w: ktau(s[test], dm.values[test]) for w, s in blends.items()},
             "command": recorded_command("benchmarks/zc_blend.py", argv)}
 
 
@@ -71,10 +71,10 @@ def markdown(rows: list[dict]) -> str:
         runs = list(seeds.values())
         mean = lambda key, w: float(np.mean([r[key][w] for r in runs]))  # noqa: E731
         weights = [str(w) for w in WEIGHTS]
-        pooled = max(weights, key=lambda w: mean("val_ktau", w))
-        own = float(np.mean([r["test_ktau"][max(weights, key=lambda w: r["val_ktau"][w])] for r in runs]))
-        lines.append(f"| {bench} | {n} | {name} | {len(runs)} | " + " | ".join(f"{mean('test_ktau', w):.3f}" for w in weights)
-                     + f" | w {pooled}: {mean('test_ktau', pooled):.3f} | {own:.3f} |")
+        pooled = max(weights, key=lambda w: mean("val_ktau_by_weight", w))
+        own = float(np.mean([r["test_ktau_by_weight"][max(weights, key=lambda w: r["val_ktau_by_weight"][w])] for r in runs]))
+        lines.append(f"| {bench} | {n} | {name} | {len(runs)} | " + " | ".join(f"{mean('test_ktau_by_weight', w):.3f}" for w in weights)
+                     + f" | w {pooled}: {mean('test_ktau_by_weight', pooled):.3f} | {own:.3f} |")
     lines += ["", "Commands: " + "; ".join(sorted({f"`{r['command']}`" for r in rows})) + "."]
     return "\n".join(lines) + "\n"
 
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         result = blend_row(Row(args.method, args.dataset, args.size, default_n_val(args.size), seed, tuple(args.override)), argv)
         with open(path, "a") as fh:
             fh.write(json.dumps(result, sort_keys=True) + "\n")
-        print(json.dumps({k: result[k] for k in ("benchmark", "n_train", "seed", "test_ktau")}), flush=True)
+        print(json.dumps({k: result[k] for k in ("benchmark", "n_train", "seed", "test_ktau_by_weight")}), flush=True)
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     tmp = args.out / ".zc_blend.md.tmp"
     tmp.write_text(markdown(rows))

@@ -11,7 +11,8 @@ WEIGHTS = [str(w) for w in blend.WEIGHTS]
 
 def row(seed: int, val: dict[str, float], test: dict[str, float]) -> dict:
     return {"method": "renas_flow", "overrides": ["data.batch_size=16"], "benchmark": "nb201_cifar10", "n_train": 78,
-            "seed": seed, "val_ktau": {w: val.get(w, 0.0) for w in WEIGHTS}, "test_ktau": {w: test.get(w, 0.0) for w in WEIGHTS},
+            "seed": seed, "val_ktau_by_weight": {w: val.get(w, 0.0) for w in WEIGHTS},
+            "test_ktau_by_weight": {w: test.get(w, 0.0) for w in WEIGHTS},
             "command": "python benchmarks/zc_blend.py"}
 
 
