@@ -127,8 +127,8 @@ def summary_section(rows: list[dict], results: Path) -> list[str]:
     table, elsewhere = summary_rows(rows)
     lines = ["## Which ranker to use", "",
              "Per benchmark and number of labelled cells: the ranker chosen on validation KTau among the trained rankers "
-             "run there with the most seeds (at least 3; compared on the seeds they all ran; never on test), its test Kendall tau (mean ± std over seeds, seeds in "
-             "brackets), and two simple baselines fitted on the same splits: an ensemble of MLPs on one-hot cells (the "
+             "run there with the most seeds (at least 3; compared on the seeds they all ran; never on test), its test "
+             "Kendall tau (mean ± std over seeds, seeds in brackets), and two simple baselines fitted on the same splits: an ensemble of MLPs on one-hot cells (the "
              "better on validation of the raw and the canonical cell encoding) and gradient-boosted trees (GBDT).  Run a "
              "recipe by name: `python train.py experiment=best_nb201 data=nb201_cifar100 data.n_train=1563`; "
              "[README.md](README.md#which-ranker-to-use) lists what each holds.  Gain: chosen − the better baseline; fit s: "
