@@ -15,7 +15,8 @@ Methods: `mlp_ensemble`, `gbdt`, `zc_<feature>` / `zc_rank_sum` (table baselines
 zero-cost ones need `python -m nasrank.data zerocost nb201` once), `nar_recipe` /
 `renas_recipe` (the paper's recipe: `experiment=<model>_<space>`), a recipe of `conf/experiment/` by its
 name (e.g. `best_nb201`: `experiment=best_nb201`; the methods exactly as their public code: `nar_paper_nb201`),
-the named Hydra methods in `METHODS`, `<model>+<loss>` (e.g. `gin+pairwise_logistic`: model=regressor loss=pairwise_logistic), and any other name X as `model=X`.
+the named Hydra methods in `METHODS`, `<model>+<loss>` (e.g. `gin+pairwise_logistic`: model=regressor
+loss=pairwise_logistic), and any other name X as `model=X`.
 A method whose config does not exist yields an error row, not a crash.
 Each row runs in a forked child, so its peak RSS is its own and a crash cannot stop the grid;
 `NASRANK_BENCH_RAISE=1` re-raises unexpected (non-user) errors with their traceback instead.
