@@ -18,12 +18,13 @@ from result_rows import by_size, is_table_baseline, ktaus, mean_std, pick_on_val
 BENCHMARKS = {"nb201_cifar10": "NB201 CIFAR-10", "nb201_cifar100": "NB201 CIFAR-100",
               "nb201_imagenet16": "NB201 ImageNet16-120", "nb101_cifar10": "NB101 CIFAR-10",
               "nbgraph_joint": "NAS-Bench-Graph", "analognas_cifar10": "AnalogNAS CIFAR-10"}
+#: Benchmarks of a space other than their name's prefix: AnalogNAS measures NB201 cells.
+SPACES = {"analognas": "nb201"}
 #: The target a benchmark's name stands for; rows on another target show it beside the name.
 NAMED_TARGETS = {"analognas_cifar10": "cifar10/baseline_acc"}
 CONF = Path(__file__).resolve().parents[1] / "conf"
 #: Labelled-cell budgets of the ranking grid per space (other sizes serve other sections, e.g. transfer at 1,000).
-BUDGETS = {"nb201": (78, 156, 469, 781, 1563), "nb101": (424, 4236, 16944, 42362, 211812), "nbgraph": (1000,),
-           "analognas": (78, 156, 469, 781, 1563)}
+BUDGETS = {"nb201": (78, 156, 469, 781, 1563), "nb101": (424, 4236, 16944, 42362, 211812), "nbgraph": (1000,)}
 
 
 def run_hint(name: str, row: dict | None = None) -> str:
@@ -44,7 +45,8 @@ def summary_rows(rows: list[dict]) -> tuple[list[str], dict[str, list[str]]]:
     order = sorted(groups, key=lambda k: (list(BENCHMARKS).index(k[0]) if k[0] in BENCHMARKS else 99, k[1], k[2]))
     lines, elsewhere = [], defaultdict(list)
     for bench, target, n in order:
-        if bench not in BENCHMARKS or n not in BUDGETS[bench.split("_")[0]]:
+        space = SPACES.get(bench.split("_")[0], bench.split("_")[0])
+        if bench not in BENCHMARKS or n not in BUDGETS[space]:
             continue
         variants = groups[(bench, target, n)]
         method = {m: next(iter(s.values()))["method"] for m, s in variants.items()}
@@ -59,7 +61,7 @@ def summary_rows(rows: list[dict]) -> tuple[list[str], dict[str, list[str]]]:
         best = max((b for b in base if b is not None), default=None)
         name = BENCHMARKS[bench] + (f" {target.split('/')[0].capitalize()}" if bench == "nbgraph_joint" else "")
         name += f" ({target.split('/')[1]})" if NAMED_TARGETS.get(bench, target) != target else ""
-        if chosen in RECIPES and f"_{bench.split('_')[0]}" not in chosen:
+        if chosen in RECIPES and f"_{space}" not in chosen:
             elsewhere[chosen].append(f"{name} at {n:,} cells")
         fit = np.median([r["fit_s"] for r in rankers[chosen].values()])
         lines.append(f"| {name} | {n:,} | {run_hint(chosen, next(iter(rankers[chosen].values())))} | {mean_std(ktaus(rankers[chosen]))} | "
@@ -135,9 +137,9 @@ def summary_section(rows: list[dict], results: Path) -> list[str]:
              "median seconds to fit the chosen ranker (1 thread).", "",
              "| benchmark | labelled cells | recommended | test KTau | MLP ensemble | GBDT | gain | fit s |",
              "|---|---|---|---|---|---|---|---|", *table, ""]
-    lines += [f"A recipe is named after the space it was chosen for; validation also chooses `{name}` on " + ", ".join(where) + "."
-              for name, where in elsewhere.items()]
-    lines += [""] if elsewhere else []
+    if elsewhere:
+        lines += ["A recipe is named after the space it was chosen for; validation also chooses "
+                  + "; ".join(f"`{name}` on " + ", ".join(where) for name, where in elsewhere.items()) + ".", ""]
     search = search_summary(results / "search.jsonl.gz")
     if search:
         lines += ["### Search: median queries to the optimum", "",
