@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nasrank.core import write_atomic
 from nasrank.metrics import ranking_metrics
 from nasrank.models.baselines import torch_threads
 from command_line import recorded_command
@@ -96,9 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             fh.write(json.dumps(result, sort_keys=True) + "\n")
         print(json.dumps({k: result[k] for k in ("benchmark", "n_train", "seed", "test_ktau_by_weight")}), flush=True)
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    tmp = args.out / ".zc_blend.md.tmp"
-    tmp.write_text(markdown(rows))
-    tmp.replace(args.out / "zc_blend.md")
+    write_atomic(args.out / "zc_blend.md", markdown(rows).encode())
     return 0
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nasrank.core import write_atomic
 from nasrank.encodings.archs import first_members
 from nasrank.spaces import get_space
 from nasrank.spaces.nb101 import NUM_CELLS as NB101_CELLS
@@ -87,11 +88,8 @@ def main(argv: list[str] | None = None) -> int:
                       "networks": networks_to_score(space)} for space in args.spaces}
     result = {"spaces": spaces, "seed": args.seed, "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d %H:%M"),
               "machine": f"{platform.machine()}, {os.cpu_count()} cores", "load_avg": round(os.getloadavg()[0], 2), "command": recorded_command("benchmarks/zerocost_cost.py", argv)}
-    args.out.mkdir(parents=True, exist_ok=True)
-    for name, text in (("zerocost_cost.json", json.dumps(result, indent=1) + "\n"), ("zerocost_cost.md", markdown(result))):
-        tmp = args.out / f".{name}.tmp"
-        tmp.write_text(text)
-        tmp.replace(args.out / name)
+    write_atomic(args.out / "zerocost_cost.json", (json.dumps(result, indent=1) + "\n").encode())
+    write_atomic(args.out / "zerocost_cost.md", markdown(result).encode())
     print(markdown(result))
     return 0
 
