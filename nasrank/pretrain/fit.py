@@ -87,13 +87,15 @@ def pretrain(factory: Callable[..., nn.Module], data_info: dict, spec: EncodingS
     (process CPU seconds of the whole pretraining, targets included), `cells`, `targets_dim`.
     """
     start = time.process_time()
+    # Built and checked before the targets, which cost most of a refused run; the targets draw no torch
+    # random numbers, so the weights are those of a build after them.
+    torch.manual_seed(settings.seed)
+    encoder = factory(**encoders.sizes(factory, data_info))  # the bare encoder: zero-cost inputs join after pretraining
+    check_pretrainable(encoder, type(encoder).__name__)
     cells = pretext_cells(spec, settings)
     targets = pretext_targets(settings.targets, cells.graphs, cells.space, spec.cost_dataset)
     std = targets.std(0)
     y = torch.from_numpy((targets - targets.mean(0)) / np.where(std > 0, std, 1.0)).float()
-    torch.manual_seed(settings.seed)
-    encoder = factory(**encoders.sizes(factory, data_info))  # the bare encoder: zero-cost inputs join after pretraining
-    check_pretrainable(encoder, type(encoder).__name__)
     head = nn.Linear(encoder.out_dim, y.shape[1])
     optimizer = torch.optim.Adam([*encoder.parameters(), *head.parameters()], lr=settings.lr)
     encoder.train()

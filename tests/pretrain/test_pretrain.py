@@ -4,6 +4,7 @@ Tiny encoders and a few dozen cells keep every test fast; the models read the em
 
 from __future__ import annotations
 
+import functools
 import shutil
 
 import hydra
@@ -17,7 +18,8 @@ from nasrank.benchmarks.analognas import load_analognas
 from nasrank.core import ConfigError
 from nasrank.encodings.archs import EncodingSpec
 from nasrank.encodings.graph import dense_graphs
-from nasrank.pretrain import PretextSettings, pretext_targets, pretrained_weights
+from nasrank.models.renas import ReNASCNNEncoder
+from nasrank.pretrain import PretextSettings, fit, pretext_targets, pretrained_weights
 from nasrank.spaces import get_space
 from nasrank.training import build_model, ranker_of
 
@@ -118,3 +120,13 @@ def test_pretraining_refuses_an_encoder_it_cannot_start(analog, tmp_path, model:
     cfg = compose_train(["data=analognas_cifar10", f"model={model}", "data.n_train=32", "data.n_val=16", *PRETRAIN], tmp_path)
     with pytest.raises(ConfigError, match=error):
         build_model(cfg, datamodule_of(cfg, analog))
+
+
+def test_pretrain_refuses_before_it_computes_any_target(monkeypatch) -> None:
+    def no_targets(*args, **kwargs):
+        raise AssertionError("pretext targets were computed for an encoder pretraining refuses")
+
+    monkeypatch.setattr(fit, "pretext_cells", no_targets)
+    cnn = functools.partial(ReNASCNNEncoder, channels=3, conv_channels=(4,), fc=(8,))
+    with pytest.raises(ConfigError, match="pretrain cannot start the ReNAS CNN"):
+        fit.pretrain(cnn, NB201_INFO, EncodingSpec("nb201"), TINY_PRETEXT)
