@@ -199,8 +199,13 @@ def baseline_scores(method: str, cfg, threads: int) -> tuple[np.ndarray, object,
     import hydra
 
     dm = hydra.utils.instantiate(cfg.data)
+    return baseline_scores_on(method, dm, cfg.seed, threads)
+
+
+def baseline_scores_on(method: str, dm, seed: int, threads: int) -> tuple[np.ndarray, object, float, dict]:
+    """`baseline_scores` on a datamodule already built (its split is the one the baseline fits)."""
     extra = {"n_jobs": threads} if method == "gbdt" else {"threads": threads}
-    model = BASELINES[method](dm.benchmark, dm.fit_target, seed=cfg.seed, graphs=dm.encoded_graphs, **extra)
+    model = BASELINES[method](dm.benchmark, dm.fit_target, seed=seed, graphs=dm.encoded_graphs, **extra)
     start = time.perf_counter()
     model.fit(dm.split.train)
     fit_s = time.perf_counter() - start

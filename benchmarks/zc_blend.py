@@ -29,7 +29,7 @@ from nasrank.core import write_atomic
 from nasrank.metrics import ranking_metrics
 from nasrank.models.baselines import torch_threads
 from command_line import recorded_command
-from ranking import Row, baseline_scores, compose_cfg, default_n_val, lightning_scores
+from ranking import Row, baseline_scores_on, compose_cfg, default_n_val, lightning_scores
 from variant_names import variant_name
 
 OUT = Path(__file__).parent / "results"
@@ -48,7 +48,7 @@ def blend_row(row: Row, argv: list[str]) -> dict:
     """Val and test KTau of every blend weight, for one seed's ranker."""
     with torch_threads(1), tempfile.TemporaryDirectory(prefix="nasrank-blend-") as tmp:
         scores, dm, _, _ = lightning_scores(compose_cfg(row, tmp))
-        prior, _, _, _ = baseline_scores("zc_rank_sum", compose_cfg(Row("zc_rank_sum", row.benchmark, row.n_train, row.n_val, row.seed), tmp), 1)
+        prior, _, _, _ = baseline_scores_on("zc_rank_sum", dm, row.seed, 1)
     val, test = dm.split.val, dm.split.test
     blends = {str(w): (1 - w) * zscore(scores) + w * zscore(prior) for w in WEIGHTS}
     return {"method": row.method, "overrides": list(row.overrides), "benchmark": row.benchmark, "n_train": row.n_train,
