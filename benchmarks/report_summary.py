@@ -8,6 +8,7 @@ import json
 import sys
 from collections import defaultdict
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -39,32 +40,42 @@ def run_hint(name: str, row: dict | None = None) -> str:
     return f"`{name}`"
 
 
-def summary_rows(rows: list[dict]) -> tuple[list[str], dict[str, list[str]]]:
-    """Table lines, and recipe -> the benchmarks outside its own space where validation chose it too."""
+def space_of(bench: str) -> str:
+    prefix = bench.split("_")[0]
+    return SPACES.get(prefix, prefix)
+
+
+def chosen_rankers(rows: list[dict]) -> Iterator[tuple[str, str, int, dict[str, dict[int, dict]], str]]:
+    """(benchmark, target, n_train, every variant's rows by seed, the ranker validation chooses) per summary
+    benchmark and budget, in the summary's order."""
     groups = by_size(rows)
     order = sorted(groups, key=lambda k: (list(BENCHMARKS).index(k[0]) if k[0] in BENCHMARKS else 99, k[1], k[2]))
-    lines, elsewhere = [], defaultdict(list)
     for bench, target, n in order:
-        space = SPACES.get(bench.split("_")[0], bench.split("_")[0])
-        if bench not in BENCHMARKS or n not in BUDGETS[space]:
+        if bench not in BENCHMARKS or n not in BUDGETS[space_of(bench)]:
             continue
         variants = groups[(bench, target, n)]
+        chosen = pick_on_val({m: s for m, s in variants.items() if not is_table_baseline(next(iter(s.values()))["method"])})
+        if chosen is not None:
+            yield bench, target, n, variants, chosen
+
+
+def summary_rows(rows: list[dict]) -> tuple[list[str], dict[str, list[str]]]:
+    """Table lines, and recipe -> the benchmarks outside its own space where validation chose it too."""
+    lines, elsewhere = [], defaultdict(list)
+    for bench, target, n, variants, chosen in chosen_rankers(rows):
+        space = space_of(bench)
         method = {m: next(iter(s.values()))["method"] for m, s in variants.items()}
-        rankers = {m: s for m, s in variants.items() if not is_table_baseline(method[m])}
-        chosen = pick_on_val(rankers)
-        if chosen is None:
-            continue
         mlp = pick_on_val({m: s for m, s in variants.items() if method[m] == "mlp_ensemble"})
         gbdt = variants.get("gbdt")
         base = [float(np.mean(ktaus(variants[mlp]))) if mlp else None, float(np.mean(ktaus(gbdt))) if gbdt else None]
-        score = float(np.mean(ktaus(rankers[chosen])))
+        score = float(np.mean(ktaus(variants[chosen])))
         best = max((b for b in base if b is not None), default=None)
         name = BENCHMARKS[bench] + (f" {target.split('/')[0].capitalize()}" if bench == "nbgraph_joint" else "")
         name += f" ({target.split('/')[1]})" if NAMED_TARGETS.get(bench, target) != target else ""
         if chosen in RECIPES and f"_{space}" not in chosen:
             elsewhere[chosen].append(f"{name} at {n:,} cells")
-        fit = np.median([r["fit_s"] for r in rankers[chosen].values()])
-        lines.append(f"| {name} | {n:,} | {run_hint(chosen, next(iter(rankers[chosen].values())))} | {mean_std(ktaus(rankers[chosen]))} | "
+        fit = np.median([r["fit_s"] for r in variants[chosen].values()])
+        lines.append(f"| {name} | {n:,} | {run_hint(chosen, next(iter(variants[chosen].values())))} | {mean_std(ktaus(variants[chosen]))} | "
                      f"{mean_std(ktaus(variants[mlp])) if mlp else '–'} | {mean_std(ktaus(gbdt)) if gbdt else '–'} | "
                      f"{f'{score - best:+.3f}' if best is not None else '–'} | {fit:.0f} |")
     return lines, elsewhere

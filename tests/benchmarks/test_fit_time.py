@@ -1,0 +1,30 @@
+"""The fit-time benchmark times each ranker the summary recommends, at its largest budget within the limit."""
+
+from __future__ import annotations
+
+from conftest import load_script
+
+fit_time = load_script("fit_time")
+
+
+def rows(method: str, n: int, val: float, bench: str = "nb201_cifar10", overrides: tuple[str, ...] = ()) -> list[dict]:
+    return [{"method": method, "overrides": list(overrides), "benchmark": bench, "target": "cifar10/test_acc", "n_train": n,
+             "n_val": 64, "seed": seed, "val_ktau": val, "test_ktau": 0.5, "fit_s": 1.0} for seed in (2, 3, 4)]
+
+
+def test_each_chosen_ranker_at_its_largest_budget_within_the_limit():
+    table = [*rows("nar", 156, 0.9), *rows("renas", 156, 0.8),          # nar chosen at 156
+             *rows("nar", 781, 0.9, "nb201_cifar100"), *rows("renas", 781, 0.8, "nb201_cifar100"),  # and at 781
+             *rows("renas", 1563, 0.9, overrides=("data.batch_size=64",)), *rows("nar", 1563, 0.8),  # renas at 1563
+             *rows("renas", 4236, 0.9, "nb101_cifar10")]                 # above the limit
+    got = {hint: (row.benchmark, row.n_train, row.seed, row.overrides) for hint, row in fit_time.cases(table, 1563)}
+    assert got == {"`model=nar`": ("nb201_cifar100", 781, 0, ()),
+                   "`renas, batch 64`": ("nb201_cifar10", 1563, 0, ("data.batch_size=64",))}
+
+
+def test_report_marks_fits_over_the_limit():
+    result = {"rows": [{"run": "`model=nar`", "benchmark": "nb201_cifar10", "n_train": 1563, "fit_s": 121.0, "epochs": 9, "steps": 90},
+                       {"run": "`model=renas`", "benchmark": "nb201_cifar10", "n_train": 78, "fit_s": 12.0, "epochs": 9, "steps": 90}],
+              "threads": 2, "max_cells": 1563, "machine": "x86_64, 2 cores", "load_avg_1min": 1.0, "date": "2026-12-02 03:00"}
+    table = [line for line in fit_time.markdown(result).splitlines() if line.startswith("| `")]
+    assert [line.rsplit("|", 2)[1].strip() for line in table] == ["no", "yes"]
