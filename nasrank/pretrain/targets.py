@@ -7,7 +7,9 @@ reach the output (an op whose only paths pass through `none` computes nothing th
 live ops are wired (depth, number of input-to-output paths).
 
 `TARGETS` maps a name (`pretrain.targets`) to a function `(graphs, space, cost_dataset) -> (N, k) float64`;
-a new label-free statistic (a zero-cost proxy, say) joins by adding an entry.
+a new label-free statistic joins by adding an entry.  `zero_cost` reads the space's zero-cost table
+(`nasrank.zerocost`: scores of the untrained networks), which pretraining then distils into the encoder: a
+ranker started from it needs no table at scoring time, unlike `data.zero_cost=true` inputs.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from typing import Callable
 
 import numpy as np
 
-from nasrank.core import ConfigError
+from nasrank.core import ConfigError, default_cache_dir
 from nasrank.encodings.cost import SPACES_WITH_COSTS, arch_costs
 from nasrank.encodings.graph import DenseGraphs
 from nasrank.spaces import Space
+from nasrank.zerocost.features import cell_indices, space_table, standardized
 
 Target = Callable[[DenseGraphs, Space, str], np.ndarray]
 #: ops whose node passes nothing on (NB201's `none`); padding nodes pass nothing either
@@ -82,7 +85,13 @@ def paths(graphs: DenseGraphs, space: Space, cost_dataset: str) -> np.ndarray:
     return np.log1p(walks.sum(1, keepdims=True))
 
 
-TARGETS: dict[str, Target] = {"cost": cost, "op_counts": op_counts, "depth": depth, "paths": paths}
+def zero_cost(graphs: DenseGraphs, space: Space, cost_dataset: str) -> np.ndarray:
+    """The standardised zero-cost features of each cell's untrained network (`nasrank.zerocost.features`),
+    from the space's table in the default cache, where a saved ranker looks for it too."""
+    return standardized(space_table(space.name, default_cache_dir(), reader="zero_cost from pretrain.targets"))[cell_indices(space.name, graphs)]
+
+
+TARGETS: dict[str, Target] = {"cost": cost, "op_counts": op_counts, "depth": depth, "paths": paths, "zero_cost": zero_cost}
 
 
 def pretext_targets(names: tuple[str, ...], graphs: DenseGraphs, space: Space, cost_dataset: str) -> np.ndarray:

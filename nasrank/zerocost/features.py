@@ -167,15 +167,15 @@ def compute_space(space: str, cache_dir: Path, recipe: ZeroCostRecipe = ZeroCost
     return cached_arrays(f"zerocost-{space}", [], build, cache_dir, _table_key(space, recipe))
 
 
-def space_table(space: str, cache_dir: Path, recipe: ZeroCostRecipe = ZeroCostRecipe()) -> np.ndarray:
+def space_table(space: str, cache_dir: Path, recipe: ZeroCostRecipe = ZeroCostRecipe(), reader: str = "data.zero_cost") -> np.ndarray:
     """Raw `FEATURES` (cells of the space in index order, 7) from the cache; one line naming the command
-    that fills it when it is absent."""
+    that fills it, and the option that asked for it (`reader`), when it is absent."""
     check_space(space)
     arrays = read_cached(f"zerocost-{space}", [], cache_dir, _table_key(space, recipe))
     if arrays is None:
         raise ConfigError(f"no zero-cost features of space {space!r} in {cache_dir}; compute them once with "
                           f"`python -m nasrank.data zerocost {space}` (its cost: BENCHMARKS.md, 'Zero-cost features: one-off cost'), "
-                          "or drop data.zero_cost")
+                          f"or drop {reader}")
     return arrays["raw"]
 
 

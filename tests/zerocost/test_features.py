@@ -171,3 +171,21 @@ def test_nar_reads_them_and_its_artifact_scores_alike(tmp_path, one_thread):
         expected = model.eval()(dm.collate(rows)).double().numpy()
     scores = Ranker.load(tmp_path / "run").score([dm.benchmark.archs[i] for i in rows])
     np.testing.assert_array_equal(scores, expected)
+
+
+def test_pretraining_can_predict_each_cells_features(planted_table):
+    from nasrank.pretrain import pretext_targets
+
+    rows = [15624, 3, 0]
+    space = get_space("nb201")
+    graphs = dense_graphs([space.from_index(i) for i in rows], space)
+    np.testing.assert_allclose(pretext_targets(("zero_cost",), graphs, space, "cifar10"), standardized(planted_table)[rows])
+
+
+def test_pretraining_without_the_table_names_the_option(tmp_path, monkeypatch):
+    from nasrank.pretrain import pretext_targets
+
+    monkeypatch.setenv("NASRANK_CACHE_DIR", str(tmp_path))
+    space = get_space("nb201")
+    with pytest.raises(ConfigError, match="nasrank.data zerocost nb201.*or drop zero_cost from pretrain.targets"):
+        pretext_targets(("zero_cost",), dense_graphs([space.from_index(1)], space), space, "cifar10")
