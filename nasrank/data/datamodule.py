@@ -25,7 +25,7 @@ from nasrank.data.splits import Split, assign_tiers, make_split, tier_thresholds
 
 from nasrank.encodings.archs import EncodedArchs, EncodingSpec, stack_table
 from nasrank.encodings.graph import DenseGraphs
-from nasrank.core import ConfigError, CorruptDataError, check_at_least
+from nasrank.core import ConfigError, CorruptDataError
 
 log = logging.getLogger(__name__)
 #: `fit_on` values: train on `target` itself, or on the same dataset's validation accuracy
@@ -170,36 +170,20 @@ class ArchRankDataModule(L.LightningDataModule):
             attrs["y_extra"] = torch.from_numpy(self.extra_values[rows]).float()
         return self.encoded.collate(rows, **attrs)
 
-    def with_pseudo_labels(self, score: Callable[[np.ndarray], np.ndarray], count: int, seed: int,
-                           batch_size: int | None = None) -> "ArchRankDataModule":
-        """A copy whose training split adds `count` unlabeled cells labelled by a teacher (`score(rows)`:
-        its scores of those benchmark rows, asked only for the chosen cells, not the whole space)
-        (self-training, as SemiNAS): a small labelled set teaches a ranker that then labels many cells
-        the search space gives for free, and a student is fitted on both.  Whether the student ranks
-        better than the teacher depends on the space and size (see conf/self_training/pseudo_labels.yaml).
-
-        Pseudo cells are drawn (seeded) one per isomorphism class among classes with no train or val
-        cell, so the validation split stays a clean hold-out.  Their targets are the teacher's ranks
-        mapped onto the quantiles of the real training targets, so the tier boundaries, the target
-        scaling and every real row keep their values; only the copy's training rows change.
-        Test KTau belongs to this (original) datamodule: its test split still holds the pseudo cells.
-        """
-        check_at_least("self_training", 1, count=count)
-        enc = self.encoded_rows
-        labelled = np.isin(enc, enc[np.concatenate([self.split.train, self.split.val])])
-        pool = np.unique(enc[~labelled])
-        pseudo = np.sort(np.random.default_rng(seed).choice(pool, size=min(int(count), len(pool)), replace=False))
-        scores = np.asarray(score(pseudo), dtype=np.float64)
-        if scores.shape != pseudo.shape or not np.isfinite(scores).all():
-            raise ConfigError(f"teacher scores must be {len(pseudo)} finite values (one per row asked for), got shape {scores.shape}")
-        quantile = scores.argsort().argsort() / max(len(pseudo) - 1, 1)
+    def with_train_targets(self, rows: np.ndarray, targets: np.ndarray, batch_size: int | None = None) -> "ArchRankDataModule":
+        """A copy whose training split adds `rows` (cells outside train and val) with these training targets,
+        e.g. a teacher's pseudo labels (`nasrank.training.pseudo_labels`).  The tier boundaries, the target
+        scaling and every other row keep their values, and the copy's test split drops the new rows, so even
+        it never scores against a made-up target; test KTau belongs to this (original) datamodule."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if np.isin(rows, np.concatenate([self.split.train, self.split.val])).any():
+            raise ConfigError("added training rows must come from outside the train and val splits")
         new = copy.copy(self)  # shares the stacked graphs and cost caches
         new.fit_values = self.fit_values.copy()
-        new.fit_values[pseudo] = np.quantile(self.fit_values[self.split.train], quantile)
+        new.fit_values[rows] = targets
         new.values = new.fit_values if self.fit_values is self.values else self.values
         new.tiers = assign_tiers(new.fit_values, self.thresholds)
-        # the copy's test split drops the relabelled rows, so even it never scores against a pseudo target
-        new.split = replace(self.split, train=np.concatenate([self.split.train, pseudo]), test=np.setdiff1d(self.split.test, pseudo))
+        new.split = replace(self.split, train=np.concatenate([self.split.train, rows]), test=np.setdiff1d(self.split.test, rows))
         new._hparams = copy.deepcopy(self.hparams)
         if batch_size is not None:
             new.hparams.batch_size = int(batch_size)

@@ -21,6 +21,7 @@ from nasrank.models.ensemble import ScoreEnsemble
 from nasrank.ranker import Ranker
 from nasrank.training.build import build_model, build_trainer, score_rows
 from nasrank.training.checkpoints import load_best
+from nasrank.training.pseudo_labels import pseudo_labelled
 
 
 class SingleFit:
@@ -65,8 +66,8 @@ class SelfTraining(SingleFit):
         trainer = build_trainer(cfg, [], monitored=False, max_epochs=st.teacher_epochs, max_steps=-1, limit_val_batches=0,
                                 enable_checkpointing=False)  # Lightning's default checkpoint would land in the student's dir
         trainer.fit(teacher, datamodule=datamodule)
-        student_dm = datamodule.with_pseudo_labels(lambda rows: score_rows(teacher, datamodule, rows), st.count, cfg.seed,
-                                                   st.get("batch_size"))
+        student_dm = pseudo_labelled(datamodule, lambda rows: score_rows(teacher, datamodule, rows), st.count, cfg.seed,
+                                     st.get("batch_size"))
         return student_dm, {"max_epochs": st.max_epochs}
 
 

@@ -8,6 +8,7 @@ from nasrank.benchmarks.analognas import load_analognas
 from nasrank.core import ConfigError, CorruptDataError
 from nasrank.data import ArchRankDataModule
 from nasrank.data.splits import assign_tiers, make_split, tier_thresholds
+from nasrank.training.pseudo_labels import pseudo_labelled
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +98,7 @@ def test_pseudo_labels_extend_train_only(bench):
     dm = ArchRankDataModule(bench, "cifar10/baseline_acc", n_train=100, n_val=20, split_seed=1, canonical_iso=True, batch_size=16)
     scores = -bench.target("cifar10/baseline_acc")  # a teacher that ranks every cell backwards
     asked = []
-    st = dm.with_pseudo_labels(lambda rows: asked.append(rows) or scores[rows], count=300, seed=0, batch_size=64)
+    st = pseudo_labelled(dm, lambda rows: asked.append(rows) or scores[rows], count=300, seed=0, batch_size=64)
     pseudo = np.setdiff1d(st.split.train, dm.split.train)
     assert len(pseudo) == 300 and np.array_equal(st.split.train[:100], dm.split.train)
     assert len(asked) == 1 and np.array_equal(asked[0], pseudo)  # the teacher scores only the chosen cells
@@ -115,6 +116,8 @@ def test_pseudo_labels_extend_train_only(bench):
     assert (st.hparams.batch_size, dm.hparams.batch_size) == (64, 16)
     assert np.array_equal(st.tiers, assign_tiers(st.values, dm.thresholds))
     with pytest.raises(ConfigError, match="one per row"):
-        dm.with_pseudo_labels(lambda rows: scores[rows][:-1], count=5, seed=0)
+        pseudo_labelled(dm, lambda rows: scores[rows][:-1], count=5, seed=0)
     with pytest.raises(ConfigError, match="self_training.count"):
-        dm.with_pseudo_labels(lambda rows: scores[rows], count=0, seed=0)
+        pseudo_labelled(dm, lambda rows: scores[rows], count=0, seed=0)
+    with pytest.raises(ConfigError, match="outside the train and val splits"):
+        dm.with_train_targets(dm.split.val[:1], np.zeros(1))
