@@ -18,7 +18,9 @@ import sys
 import time
 
 import torch
+from hydra import compose, initialize_config_dir
 
+from nasrank.cli import CONF_DIR
 from nasrank.core import NasrankError, REPO_ROOT
 from nasrank.pretrain.__main__ import prepare
 from command_line import recorded_command
@@ -26,14 +28,23 @@ from command_line import recorded_command
 OUT = REPO_ROOT / "benchmarks" / "results"
 
 
-def row(recipe: str, dataset: str, pretrain: str, overrides: list[str], argv: list[str]) -> dict:
-    weights = prepare([f"experiment={recipe}", f"data={dataset}", f"pretrain={pretrain}", *overrides])
+def row(recipe: str, dataset: str, pretrain: str | None, overrides: list[str], argv: list[str]) -> dict:
+    chosen = [f"pretrain={pretrain}"] if pretrain else []
+    weights = prepare([f"experiment={recipe}", f"data={dataset}", *chosen, *overrides])
+    pretrain = pretrain or recipe_pretrain(recipe)
     loss = weights.stats["loss"]
     return {"recipe": recipe, "benchmark": dataset, "pretrain": pretrain, "overrides": overrides,
             "cells": int(weights.stats["cells"][0]), "epochs": len(loss), "cpu_s": round(float(weights.stats["cpu_s"][0]), 1),
             "loss_first": round(float(loss[0]), 4), "loss_last": round(float(loss[-1]), 4), "threads": torch.get_num_threads(),
             "machine": f"{platform.machine()}, 2 cores", "date": time.strftime("%Y-%m-%d %H:%M"),
             "command": recorded_command("benchmarks/pretrain_cost.py", argv)}
+
+
+def recipe_pretrain(recipe: str) -> str:
+    """The `pretrain=` option the recipe chooses, or `cell_stats` (what `prepare` then pretrains)."""
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        choices = compose("train", overrides=[f"experiment={recipe}"], return_hydra_config=True).hydra.runtime.choices
+    return choices.get("pretrain") or "cell_stats"
 
 
 def section(rows: list[dict]) -> str:
@@ -56,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--recipe", required=True, help="a recipe of conf/experiment/, e.g. best_nb201_small_flow")
     p.add_argument("--datasets", nargs="+", required=True, help="data configs, e.g. nb201_cifar10")
-    p.add_argument("--pretrain", default="cell_stats", help="option of conf/pretrain/")
+    p.add_argument("--pretrain", help="option of conf/pretrain/ (default: the recipe's own, else cell_stats)")
     p.add_argument("--override", nargs="*", default=[], help="more train.py overrides (e.g. pretrain.epochs=5)")
     args = p.parse_args(argv)
     path = OUT / "pretrain.jsonl"

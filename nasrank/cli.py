@@ -66,6 +66,8 @@ def check_group_overrides(argv: list[str]) -> str | None:
         key = key.lstrip("+~")
         if not sep or not (CONF_DIR / key).is_dir() or key == "hydra":
             continue
+        if value == "null" and not arg.startswith("~"):  # Hydra's own message does not say how to drop a group
+            return f"{key}=null: a config group cannot be set to null; drop it with ~{key}"
         for option in value.split(","):
             if option not in ("null", "") and option not in _options(key):
                 return f"unknown {key} option {option!r}; allowed: {', '.join(_options(key))}"

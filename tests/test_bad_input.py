@@ -180,6 +180,7 @@ CLI_CASES = [
     (["data=nb201_cifar10", "paths.data_dir=/nonexistent/dir"], "NB201 table not found at /nonexistent/dir"),
     (["ckpt_path=/nonexistent/last.ckpt"], "checkpoint /nonexistent/last.ckpt not found"),
     (["data.n_train=[1"], "override"),
+    (["experiment=best_nb201", "ensemble=null"], "ensemble=null: a config group cannot be set to null; drop it with ~ensemble"),
 ]
 
 

@@ -20,6 +20,7 @@ from nasrank.encodings.archs import EncodingSpec
 from nasrank.encodings.graph import dense_graphs
 from nasrank.models.renas import ReNASCNNEncoder
 from nasrank.pretrain import PretextSettings, fit, pretext_targets, pretrained_weights
+from nasrank.pretrain.__main__ import pretrain_config
 from nasrank.spaces import get_space
 from nasrank.training import build_model, ranker_of
 
@@ -130,3 +131,12 @@ def test_pretrain_refuses_before_it_computes_any_target(monkeypatch) -> None:
     cnn = functools.partial(ReNASCNNEncoder, channels=3, conv_channels=(4,), fc=(8,))
     with pytest.raises(ConfigError, match="pretrain cannot start the ReNAS CNN"):
         fit.pretrain(cnn, NB201_INFO, EncodingSpec("nb201"), TINY_PRETEXT)
+
+
+@pytest.mark.parametrize("overrides, targets", [(["experiment=best_nb201_small_flow_zc"], ["cost", "op_counts", "depth", "paths", "zero_cost"]),
+                                                (["experiment=best_nb201_small_flow"], ["cost", "op_counts", "depth", "paths"]),
+                                                (["experiment=best_nb201_small_flow_zc", "pretrain=cell_stats"], ["cost", "op_counts", "depth", "paths"])])
+def test_pretraining_ahead_keeps_the_recipes_own_option(overrides: list[str], targets: list[str]) -> None:
+    assert list(pretrain_config(overrides).pretrain.targets) == targets
+    with pytest.raises(ConfigError, match="~pretrain pretrains nothing"):
+        pretrain_config([*overrides, "~pretrain"])
