@@ -88,7 +88,7 @@ def pretrain(factory: Callable[..., nn.Module], data_info: dict, spec: EncodingS
     """
     start = time.process_time()
     # Built and checked before the targets, which cost most of a refused run; the targets draw no torch
-    # random numbers, so the weights are those of a build after them.
+    # random numbers, so the order leaves the weights as they are.
     torch.manual_seed(settings.seed)
     encoder = factory(**encoders.sizes(factory, data_info))  # the bare encoder: zero-cost inputs join after pretraining
     check_pretrainable(encoder, type(encoder).__name__)
