@@ -15,7 +15,7 @@ RECIPES: dict[str, tuple[str, tuple[str, ...]]] = {
     "best_nb201_small": ("nar", ("data.batch_size=16", "ensemble=renas_gin")),
     "best_nb201_small_flow": ("renas_flow", ("data.batch_size=16",)),
     "best_nb201_small_flow_pretrained": ("renas_flow", ("data.batch_size=16", "pretrain=cell_stats")),
-    "best_nb201_small_flow_zc": ("renas_flow", ("data.batch_size=16", "pretrain=cell_stats_zc")),
+    "best_nb201_small_flow_zc": ("renas_flow", ("data.batch_size=16", "pretrain=cell_stats_zc", "model.optimizer.lr=0.0003")),
     "best_nb201_flow_pretrained": ("renas_flow", ("data.batch_size=64", "pretrain=cell_stats")),
     "best_nb201": ("nar", ("ensemble=renas_gin",)),
     "best_nb101_small": ("nar", ("data.batch_size=32", "model.members=3", "ensemble=renas_dgin")),
@@ -40,6 +40,7 @@ PHRASES = {
     "pretrain=": "encoder pretrained on {}",
     "pretrain.": "pretrain {}",
     "data.zero_cost=true": "zero-cost inputs",
+    "model.optimizer.lr=": "lr {}",
 }
 #: Overrides that name the benchmark's target or a member's trainer, not a different variant.
 SILENT = ("data.target=", "+ensemble.trainer.")
