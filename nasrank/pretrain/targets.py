@@ -88,7 +88,8 @@ def paths(graphs: DenseGraphs, space: Space, cost_dataset: str) -> np.ndarray:
 def zero_cost(graphs: DenseGraphs, space: Space, cost_dataset: str) -> np.ndarray:
     """The standardised zero-cost features of each cell's untrained network (`nasrank.zerocost.features`),
     from the space's table in the default cache, where a saved ranker looks for it too."""
-    return standardized(space_table(space.name, default_cache_dir(), reader="zero_cost from pretrain.targets (pretrain=cell_stats needs no table)"))[cell_indices(space.name, graphs)]
+    table = space_table(space.name, default_cache_dir(), reader="zero_cost from pretrain.targets (pretrain=cell_stats needs no table)")
+    return standardized(table)[cell_indices(space.name, graphs)]
 
 
 TARGETS: dict[str, Target] = {"cost": cost, "op_counts": op_counts, "depth": depth, "paths": paths, "zero_cost": zero_cost}
