@@ -125,6 +125,17 @@ def speed_line(path: Path) -> list[str]:
             "(section Speed).", ""]
 
 
+def fit_time_line(path: Path) -> list[str]:
+    if not path.is_file():
+        return []
+    s = json.loads(path.read_text())
+    fits = [r["fit_s"] for r in s["rows"]]
+    slowest = max(s["rows"], key=lambda r: r["fit_s"])
+    return [f"Fitting each recommended ranker once at its largest budget up to {s['max_cells']:,} cells takes "
+            f"{min(fits):.0f}-{max(fits):.0f} s with {s['threads']} torch threads on an idle machine (slowest: "
+            f"{slowest['run']} at {slowest['n_train']:,} cells; section Fit time of the recommended rankers).", ""]
+
+
 def saved_speed_line(path: Path) -> list[str]:
     if not path.is_file():
         return []
@@ -157,4 +168,5 @@ def summary_section(rows: list[dict], results: Path) -> list[str]:
                   "Over seeds, at each space's largest budget (in brackets; \"> B\": half the seeds had not queried the "
                   "optimum by then), every query counted, a ranker's training cells included (section Search).", "",
                   *search, ""]
-    return lines + speed_line(results / "speed.json") + saved_speed_line(results / "artifact_speed.json")
+    return (lines + speed_line(results / "speed.json") + fit_time_line(results / "fit_time.json")
+            + saved_speed_line(results / "artifact_speed.json"))

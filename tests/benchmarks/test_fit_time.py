@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from conftest import load_script
 
 fit_time = load_script("fit_time")
@@ -28,3 +30,13 @@ def test_report_marks_fits_over_the_limit():
               "threads": 2, "max_cells": 1563, "machine": "x86_64, 2 cores", "load_avg_1min": 1.0, "date": "2026-12-02 03:00"}
     table = [line for line in fit_time.markdown(result).splitlines() if line.startswith("| `")]
     assert [line.rsplit("|", 2)[1].strip() for line in table] == ["no", "yes"]
+
+
+def test_summary_names_the_slowest_fit(tmp_path):
+    summary = load_script("report_summary")
+    result = {"rows": [{"run": "`model=nar`", "benchmark": "nb201_cifar10", "n_train": 1563, "fit_s": 101.4, "epochs": 9, "steps": 90},
+                       {"run": "`model=renas`", "benchmark": "nb201_cifar10", "n_train": 78, "fit_s": 12.0, "epochs": 9, "steps": 90}],
+              "threads": 2, "max_cells": 1563}
+    (tmp_path / "fit_time.json").write_text(json.dumps(result))
+    line = summary.fit_time_line(tmp_path / "fit_time.json")[0]
+    assert "takes 12-101 s with 2 torch threads" in line and "slowest: `model=nar` at 1,563 cells" in line
