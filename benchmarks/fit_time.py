@@ -5,7 +5,7 @@ it says little about the fit a user waits for.  This script fits each ranker tha
 summary (`report_summary.chosen_rankers`) once, seed 0, with `--threads` torch threads (2: this project's
 reference machine) on the benchmark and budget where it is chosen with the most cells, up to `--max-cells`;
 run it on an otherwise idle machine.  Pretrained encoder weights and zero-cost tables are one-off and cached
-(their costs are in sections Pretraining and Zero-cost features), so an untimed one-step run of each fills
+(their costs are in sections Pretraining and Zero-cost features), so an untimed one-epoch run of each fills
 the caches first.  The limit is #24's: 2 minutes at n <= 1,563.
 
     python benchmarks/fit_time.py            # writes benchmarks/results/fit_time.{json,md}
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="nasrank-fit-time-") as tmp:
         for i, (hint, row) in enumerate(todo):
-            timed_fit(replace(row, overrides=(*row.overrides, "++trainer.max_steps=1")), f"{tmp}/warm{i}")  # fills the caches
+            timed_fit(replace(row, overrides=(*row.overrides, "trainer.max_epochs=1")), f"{tmp}/warm{i}")  # fills the caches
             rows.append({"run": hint, "benchmark": row.benchmark, "n_train": row.n_train, **timed_fit(row, f"{tmp}/{i}")})
             print(json.dumps(rows[-1]), flush=True)
     result = {"rows": rows, "threads": args.threads, "max_cells": args.max_cells, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
