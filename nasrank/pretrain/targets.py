@@ -87,7 +87,7 @@ def paths(graphs: DenseGraphs, space: Space, cost_dataset: str) -> np.ndarray:
 
 def zero_cost(graphs: DenseGraphs, space: Space, cost_dataset: str) -> np.ndarray:
     """The standardised zero-cost features of each cell's untrained network (`nasrank.zerocost.features`),
-    from the space's table in the default cache, where a saved ranker looks for it too."""
+    from the space's table in the default cache, where `python -m nasrank.data zerocost` writes it."""
     table = space_table(space.name, default_cache_dir(), reader="zero_cost from pretrain.targets (pretrain=cell_stats needs no table)")
     return standardized(table)[cell_indices(space.name, graphs)]
 
