@@ -19,6 +19,7 @@ from nasrank.benchmarks.analognas import load_analognas
 from nasrank.benchmarks.nb101 import load_nb101_table
 from nasrank.benchmarks.nb201_table import load_nb201_table
 from nasrank.benchmarks.nbgraph import DATASETS, load_nbgraph
+from nasrank.core import write_atomic
 from nasrank.encodings.cost import arch_costs, node_costs
 from nasrank.encodings.graph import dense_graphs
 from nasrank.spaces.nb101 import SPACE as NB101
@@ -67,8 +68,7 @@ def main() -> None:
             table = bench.cost("cifar10/flops")
             res["nb101_flops_vs_table"] = {"spearman": round(float(spearmanr(flops, table).statistic), 6),
                                            "median_ratio_table_over_ours": round(float(np.median(table / flops)), 4)}
-    OUT.mkdir(exist_ok=True)
-    (OUT / "data.json").write_text(json.dumps(res, indent=1) + "\n")
+    write_atomic(OUT / "data.json", (json.dumps(res, indent=1) + "\n").encode())
     lines = ["## Data foundation (`python benchmarks/data_loading.py`)", "", f"Machine: {res['machine']}.", "",
              "| benchmark | rows | cold load (s) | cached load (s) |", "|---|---|---|---|"]
     lines += [f"| {k} | {v['rows']:,} | {v['cold_s']} | {v['cached_s']} |" for k, v in res["load"].items()]
@@ -84,7 +84,7 @@ def main() -> None:
               f"- Analytic costs, NB101 ({c2['cells']:,} cells): dense graphs {c2['dense_graphs_s']} s, node {c2['node_costs_s']} s + totals {c2['arch_costs_s']} s; "
               f"FLOPs vs the table's thop counts: Spearman {fl['spearman']}, median ratio table/ours {fl['median_ratio_table_over_ours']} "
               "(thop also counts BN and omits the classifier bias).", ""]
-    (OUT / "data.md").write_text("\n".join(lines))
+    write_atomic(OUT / "data.md", "\n".join(lines).encode())
     print("\n".join(lines))
 
 

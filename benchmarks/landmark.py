@@ -42,7 +42,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from scipy.stats import kendalltau
 
 from nasrank.cli import CONF_DIR
-from nasrank.core import REPO_ROOT
+from nasrank.core import REPO_ROOT, write_atomic
 from nasrank.spaces.nb201 import OPS, NB201Arch
 from nasrank.supernet.landmarks import rank_spread
 from nasrank.supernet.truth import standalone_table
@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     with tempfile.TemporaryDirectory() as out:
         truth = truth_record(compose_cfg([f"experiment={args.experiment}", *args.override], Path(out)))
-    truth_path(args.results, args.name, args.experiment, tuple(args.override)).write_text(json.dumps(truth, indent=1) + "\n")
+    write_atomic(truth_path(args.results, args.name, args.experiment, tuple(args.override)), (json.dumps(truth, indent=1) + "\n").encode())
     jsonl = args.results / f"{args.name}.jsonl"
     done = load_rows(jsonl)
     with tempfile.TemporaryDirectory() as out:
@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> None:
         if (path := truth_path(args.results, args.name, *recipe)).is_file():
             truths[recipe] = json.loads(path.read_text())
     text = report(rows, truths)
-    (args.results / f"{args.name}.md").write_text(text)
+    write_atomic(args.results / f"{args.name}.md", text.encode())
     print(text)
 
 

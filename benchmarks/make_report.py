@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nasrank.core import write_atomic
 from result_rows import by_size, label, latest, load_rows, mean_std, para, pick_on_val
 from fidelity import fidelity_section
 from report_summary import summary_section
@@ -232,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.results.is_dir():
         print(f"error: results folder {args.results} does not exist", file=sys.stderr)
         return 2
-    args.out.write_text(render(args.results.resolve()))
+    write_atomic(args.out, render(args.results.resolve()).encode())
     print(f"wrote {args.out}")
     return 0
 

@@ -24,6 +24,7 @@ import numpy as np
 from scipy.stats import kendalltau
 
 from nasrank.benchmarks.nb201_table import load_nb201_table
+from nasrank.core import write_atomic
 
 OUT = Path(__file__).parent / "results"
 TARGETS = {"cifar10/test_acc": "CIFAR-10", "cifar100/test_acc": "CIFAR-100", "imagenet16/test_acc": "ImageNet16-120"}
@@ -75,9 +76,8 @@ def main() -> None:
         taus = replicate_ktau(bench.target(key), classes, DRAWS)
         mean = float(np.mean(taus))
         result["targets"][name] = {"mean": mean, "std": float(np.std(taus)), "ceiling": implied_ceiling(mean)}
-    OUT.mkdir(exist_ok=True)
-    (OUT / "noise_ceiling.json").write_text(json.dumps(result, indent=1) + "\n")
-    (OUT / "noise_ceiling.md").write_text(markdown(result))
+    write_atomic(OUT / "noise_ceiling.json", (json.dumps(result, indent=1) + "\n").encode())
+    write_atomic(OUT / "noise_ceiling.md", markdown(result).encode())
     print(markdown(result))
 
 

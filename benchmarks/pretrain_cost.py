@@ -21,7 +21,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from nasrank.cli import CONF_DIR
-from nasrank.core import NasrankError, REPO_ROOT
+from nasrank.core import NasrankError, REPO_ROOT, write_atomic
 from nasrank.pretrain.__main__ import prepare
 from command_line import recorded_command
 
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             fh.write(json.dumps(result, sort_keys=True) + "\n")
         print(json.dumps(result))
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    (OUT / "pretrain.md").write_text(section(rows))
+    write_atomic(OUT / "pretrain.md", section(rows).encode())
     return 0
 
 
