@@ -112,13 +112,15 @@ def ensemble_of(cfg: DictConfig, datamodule, model: L.LightningModule, trainer: 
     """The fitted model (at its best val epoch) plus each `ensemble.members` ranker, fitted one after
     another with its own trainer, output dir (`members/<member>/`, checkpoints included) and best epoch, on its own view
     of the same split (the data config resolved with the member as model: its encodings; the benchmark
-    table is shared, not reloaded).  Members start from scratch: `init_from` and `pretrain` start the run's model."""
+    table is shared, not reloaded).  `init_from` starts only the run's model; `pretrain` starts the members too
+    with `ensemble.pretrained` (ensemble=twin), which keeps a twin of a pretrained model as strong as it."""
     load_best(trainer, model)
     members, views = {"model": model}, {"model": None}  # the run's model reads the run's batches as they are
     for name, member_model in cfg.ensemble.members.items():
         member_cfg = copy.deepcopy(cfg)
         with open_dict(member_cfg):
-            member_cfg.model, member_cfg.init_from, member_cfg.pretrain = member_model, None, None
+            member_cfg.model, member_cfg.init_from = member_model, None
+            member_cfg.pretrain = cfg.get("pretrain") if cfg.ensemble.get("pretrained") else None
             # everything the member's trainer writes (its checkpoints, or Lightning's default one) stays out of the run's own
             member_cfg.paths.output_dir = str(Path(cfg.paths.output_dir) / "members" / name)
         same = OmegaConf.to_container(member_cfg.data, resolve=True) == OmegaConf.to_container(cfg.data, resolve=True)

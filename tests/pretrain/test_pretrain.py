@@ -22,7 +22,7 @@ from nasrank.models.renas import ReNASCNNEncoder
 from nasrank.pretrain import PretextSettings, fit, pretext_targets, pretrained_weights
 from nasrank.pretrain.__main__ import pretrain_config
 from nasrank.spaces import get_space
-from nasrank.training import build_model, ranker_of
+from nasrank.training import build_model, modes, ranker_of, train
 
 NB201 = get_space("nb201")
 TINY_FLOW = {"_target_": "nasrank.models.flow.FlowEncoder", "_partial_": True, "hidden": 8, "layers": 1, "heads": 2,
@@ -140,3 +140,22 @@ def test_pretraining_ahead_keeps_the_recipes_own_option(overrides: list[str], ta
     assert list(pretrain_config(overrides).pretrain.targets) == targets
     with pytest.raises(ConfigError, match="~pretrain pretrains nothing"):
         pretrain_config([*overrides, "~pretrain"])
+
+
+def test_twin_ensemble_starts_its_twin_from_the_same_pretrained_encoder(analog, tmp_path, one_thread, monkeypatch) -> None:
+    cfg = compose_train([*RUN, *PRETRAIN, "ensemble=twin", "model.optimizer.lr=0.0003", "debug=fast"], tmp_path / "run")
+    datamodule = datamodule_of(cfg, analog)
+    cached = pretrained_weights(dict(cfg.model.encoder), datamodule.data_info(), datamodule.encoding,
+                                PretextSettings(**cfg.pretrain), cfg.paths.cache_dir)
+    twins = []
+
+    def recording(member_cfg, view):  # ensemble_of builds each member with build_model
+        twins.append(member_cfg.model.optimizer.lr)
+        model = build_model(member_cfg, view)
+        assert all(torch.equal(model.encoder.state_dict()[k], cached.state[k]) for k in cached.state), "starts pretrained"
+        return model
+
+    monkeypatch.setattr(modes, "build_model", recording)
+    _, objs = train(cfg)
+    assert list(objs["model"].members) == ["model", "twin"]
+    assert twins == [0.0003], "one twin, the run's model config with its overrides"
