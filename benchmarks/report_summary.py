@@ -12,7 +12,7 @@ from typing import Iterator
 
 import numpy as np
 
-from variant_names import RECIPES, recipe_with_extras, variant_name
+from variant_names import RECIPES, recipe_with_extras, shown_overrides, variant_name
 from result_rows import by_size, is_table_baseline, ktaus, mean_std, pick_on_val
 
 #: Benchmarks of the summary, in order, with their display names.
@@ -30,13 +30,17 @@ BUDGETS = {"nb201": (78, 156, 469, 781, 1563), "nb101": (424, 4236, 16944, 42362
 
 def run_hint(name: str, row: dict | None = None) -> str:
     """How to run a chosen variant: a recipe, a model config, a recipe plus the variant's extra overrides
-    (`row`: one of its result rows), or the variant's name."""
+    (`row`: one of its result rows), the row's model config plus its overrides, or the variant's name."""
     if name in RECIPES:
         return f"`experiment={name}`"
     if (CONF / "model" / f"{name}.yaml").is_file():
         return f"`model={name}`"
-    if row is not None and (found := recipe_with_extras(row["method"], row.get("overrides") or [])):
+    if row is None:
+        return f"`{name}`"
+    if found := recipe_with_extras(row["method"], row.get("overrides") or []):
         return f"`experiment={found[0]} {' '.join(found[1])}`"
+    if (CONF / "model" / f"{row['method']}.yaml").is_file():
+        return f"`model={' '.join([row['method'], *shown_overrides(row.get('overrides') or [])])}`"
     return f"`{name}`"
 
 

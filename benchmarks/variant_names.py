@@ -47,6 +47,11 @@ PHRASES = {
 SILENT = ("data.target=", "+ensemble.trainer.")
 
 
+def shown_overrides(overrides: list[str] | tuple[str, ...]) -> list[str]:
+    """The overrides that make a variant (those naming the target or a member's trainer left out)."""
+    return [o for o in overrides if not o.startswith(SILENT)]
+
+
 def phrase(override: str) -> str:
     for prefix, text in PHRASES.items():
         if override.startswith(prefix):
@@ -57,7 +62,7 @@ def phrase(override: str) -> str:
 def recipe_with_extras(method: str, overrides: list[str] | tuple[str, ...]) -> tuple[str, list[str]] | None:
     """The recipe a variant adds overrides to, and those overrides (the recipe needing the fewest), or None;
     e.g. ("nar", ["data.batch_size=16", "ensemble=renas_gin", "model.dropout=0.3"]) -> ("best_nb201_small", ["model.dropout=0.3"])."""
-    shown = [o for o in overrides if not o.startswith(SILENT)]
+    shown = shown_overrides(overrides)
     fits = [(name, [o for o in shown if o not in recipe]) for name, (m, recipe) in RECIPES.items()
             if m == method and set(recipe) <= set(shown)]
     return min(fits, key=lambda fit: len(fit[1]), default=None)
@@ -65,7 +70,7 @@ def recipe_with_extras(method: str, overrides: list[str] | tuple[str, ...]) -> t
 
 def variant_name(method: str, overrides: list[str] | tuple[str, ...] = ()) -> str:
     """E.g. ("nar", ["data.batch_size=32", "model.members=3", "ensemble=renas_gin"]) -> "nar ×3 + renas_gin, batch 32"."""
-    shown = [o for o in overrides if not o.startswith(SILENT)]
+    shown = shown_overrides(overrides)
     if recipe := _BY_VARIANT.get((method, frozenset(shown))):
         return recipe
     members: Counter[str] = Counter()

@@ -21,7 +21,7 @@ def test_each_chosen_ranker_at_its_largest_budget_within_the_limit():
              *rows("renas", 4236, 0.9, "nb101_cifar10")]                 # above the limit
     got = {hint: (row.benchmark, row.n_train, row.seed, row.overrides) for hint, row in fit_time.cases(table, 1563)}
     assert got == {"`model=nar`": ("nb201_cifar100", 781, 0, ()),
-                   "`renas, batch 64`": ("nb201_cifar10", 1563, 0, ("data.batch_size=64",))}
+                   "`model=renas data.batch_size=64`": ("nb201_cifar10", 1563, 0, ("data.batch_size=64",))}
 
 
 def test_report_marks_fits_over_the_limit():

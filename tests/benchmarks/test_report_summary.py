@@ -35,3 +35,11 @@ def test_only_variants_with_the_most_seeds_compete():
 def test_another_target_is_named():
     table = rows("nar", [0.7] * 3, [0.6] * 3, target="cifar10/analog_acc")
     assert summary.summary_rows(table)[0][0].startswith("| AnalogNAS CIFAR-10 (analog_acc) | 78 |")
+
+
+def test_every_chosen_variant_gets_a_command_it_runs_as():
+    recipe = [*rows("renas_flow", [0.8] * 3, [0.7] * 3, overrides=("data.batch_size=16", "pretrain=cell_stats", "model.optimizer.lr=0.1"))]
+    assert "`experiment=best_nb201_small_flow_pretrained model.optimizer.lr=0.1`" in summary.summary_rows(recipe)[0][0]
+    # no recipe holds it (batch 64 without the recipe's epoch cap): the model config plus the row's overrides
+    plain = rows("renas_flow", [0.8] * 3, [0.7] * 3, overrides=("data.batch_size=64", "pretrain=cell_stats", "data.target=x/y"))
+    assert "`model=renas_flow data.batch_size=64 pretrain=cell_stats`" in summary.summary_rows(plain)[0][0]
