@@ -51,6 +51,6 @@ def test_variant_names_read_as_settings() -> None:
     pretrained = ["data.batch_size=16", "pretrain=cell_stats", "pretrain.epochs=5"]
     assert variant_names.recipe_with_extras("renas_flow", pretrained) == ("best_nb201_small_flow_pretrained", ["pretrain.epochs=5"])
     assert variant_names.recipe_with_extras("renas_flow", ["pretrain=cell_stats"]) is None
-    deeper = ["data.batch_size=16", "pretrain=cell_stats_zc", "model.optimizer.lr=0.0003", "model.encoder.layers=9"]
-    assert variant_names.recipe_with_extras("renas_flow", deeper) == ("best_nb201_small_flow_zc", ["model.encoder.layers=9"])
-    assert variant_names.variant_name("renas_flow", deeper).endswith(", 9 encoder layers")
+    deeper = ["data.batch_size=16", "pretrain=cell_stats_zc", "model.optimizer.lr=0.0003", "model.encoder.layers=12"]
+    assert variant_names.recipe_with_extras("renas_flow", deeper) == ("best_nb201_small_flow_zc", ["model.encoder.layers=12"])
+    assert variant_names.variant_name("renas_flow", deeper).endswith(", 12 encoder layers")
