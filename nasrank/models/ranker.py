@@ -8,6 +8,7 @@ the same for every model so sweeps and dashboards compare them directly.
 
 from __future__ import annotations
 
+import inspect
 from typing import Callable, Iterable, Sequence
 
 import lightning as L
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from nasrank.core import ConfigError
 from nasrank.metrics import DEFAULT_KS, RankingMetrics
 
 
@@ -24,15 +26,22 @@ class RankerModule(L.LightningModule):
     Args:
         loss: a ranking/regression loss module (`nasrank.models.losses`).
         optimizer: partial optimiser (Hydra `_partial_`), called with the parameters.
-        scheduler: optional partial LR scheduler, stepped every optimisation step.
+        scheduler: optional partial LR scheduler.  One with an unset ``T_max`` argument (`CosineAnnealingLR`) is
+            given the run's length, so a cosine decay ends where `trainer.max_epochs` does whatever the data size.
+        scheduler_interval: step the scheduler every optimisation ``step`` (``T_max`` = total steps) or
+            every ``epoch`` (``T_max`` = `trainer.max_epochs`).
         eval_targets: names of the datamodule's extra targets (`batch.y_extra` columns) to rank too.
         canonical_iso: the model's data encodes isomorphic cells identically; the data config reads it
             from the model config (`data.canonical_iso`), and it is kept here so a checkpoint says so.
     """
 
     def __init__(self, loss: nn.Module, optimizer: Callable, scheduler: Callable | None = None,
-                 eval_targets: Sequence[str] = (), ks: Sequence[int] = DEFAULT_KS, canonical_iso: bool = False) -> None:
+                 eval_targets: Sequence[str] = (), ks: Sequence[int] = DEFAULT_KS, canonical_iso: bool = False,
+                 scheduler_interval: str = "step") -> None:
         super().__init__()
+        if scheduler_interval not in ("step", "epoch"):
+            raise ConfigError(f"unknown scheduler_interval {scheduler_interval!r}; allowed: step, epoch")
+        self.scheduler_interval = scheduler_interval
         #: read by the data config (`data.canonical_iso`): the model was trained on canonical encodings
         self.canonical_iso = canonical_iso
         self.loss_fn = loss
@@ -96,8 +105,13 @@ class RankerModule(L.LightningModule):
         optimizer = self.optimizer_factory(params=self.parameters())
         if self.scheduler_factory is None:
             return optimizer
-        scheduler = self.scheduler_factory(optimizer=optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        kwargs = {}
+        horizon = inspect.signature(self.scheduler_factory).parameters.get("T_max")
+        if horizon is not None and horizon.default is inspect.Parameter.empty:
+            per_step = self.scheduler_interval == "step"
+            kwargs["T_max"] = max(int(self.trainer.estimated_stepping_batches if per_step else self.trainer.max_epochs), 1)
+        scheduler = self.scheduler_factory(optimizer=optimizer, **kwargs)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}
 
 
 @torch.inference_mode()

@@ -153,9 +153,10 @@ class SupernetModule(RankerModule):
                  landmark_pairs: str = "random_pairwise", landmark_num_pairs: int = 1, landmark_batch: str = "train",
                  bn_running_stats: bool = True, calib_batches: int = 4, sample_seed: int = 0,
                  scheduler_interval: str = "step") -> None:
-        super().__init__(loss=nn.CrossEntropyLoss(), optimizer=optimizer, scheduler=scheduler)
+        super().__init__(loss=nn.CrossEntropyLoss(), optimizer=optimizer, scheduler=scheduler,
+                         scheduler_interval=scheduler_interval)
         for name, value, allowed in (("landmark_pairs", landmark_pairs, PAIR_MODES), ("landmark_schedule", landmark_schedule, SCHEDULES),
-                                     ("landmark_batch", landmark_batch, LANDMARK_BATCHES), ("scheduler_interval", scheduler_interval, ("step", "epoch"))):
+                                     ("landmark_batch", landmark_batch, LANDMARK_BATCHES)):
             if value not in allowed:
                 raise ConfigError(f"unknown {name} {value!r}; allowed: {', '.join(allowed)}")
         if landmark_coef < 0 or landmark_warmup_epochs < 0 or landmark_num_pairs < 1 or calib_batches < 1:
@@ -171,7 +172,7 @@ class SupernetModule(RankerModule):
         self.landmarks = choose_landmarks(self.truth_values.numpy(), landmarks, landmark_choice, landmark_seed)
         self.heldout = np.setdiff1d(np.arange(len(self.truth_archs)), self.landmarks)
         self.coef, self.warmup, self.pair_mode = landmark_coef, landmark_warmup_epochs, landmark_pairs
-        self.schedule, self.landmark_batch, self.scheduler_interval = landmark_schedule, landmark_batch, scheduler_interval
+        self.schedule, self.landmark_batch = landmark_schedule, landmark_batch
         self.num_pairs, self.calib_batches, self.sample_seed = landmark_num_pairs, calib_batches, sample_seed
         self._bn_stats: list = []
         self._correct = torch.zeros(0)
@@ -291,12 +292,3 @@ class SupernetModule(RankerModule):
     def on_test_epoch_end(self) -> None:
         self._update(self.test_metrics)
         super().on_test_epoch_end()
-
-    def configure_optimizers(self):
-        optimizer = self.optimizer_factory(params=self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        per_step = self.scheduler_interval == "step"
-        t_max = self.trainer.estimated_stepping_batches if per_step else self.trainer.max_epochs
-        scheduler = self.scheduler_factory(optimizer=optimizer, T_max=max(int(t_max), 1))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}
