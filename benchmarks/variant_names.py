@@ -36,6 +36,7 @@ PHRASES = {
     "data.canonical_iso=true": "canonical cells",
     "+model.canonical_iso=true": "canonical cells",
     "model.encoder.layers=": "{} encoder layers",
+    "+model/scheduler=": "{} learning-rate decay",
     "model=": "{} ranker",
     "sampler.min_distance=": "min distance {}",
     "sampler.k=": "k {}",

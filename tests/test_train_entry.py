@@ -69,6 +69,20 @@ def test_self_training_fits_teacher_then_student(tmp_path, one_thread):
         train(compose_train([*overrides, "self_training.teacher_epochs=0"], tmp_path / "bad"))
 
 
+@pytest.mark.parametrize("t_max", [None, 1000])
+def test_cosine_schedule_spans_the_run(t_max, tmp_path, one_thread):
+    """`+model/scheduler=cosine` is given the run's step count, so the learning rate reaches zero on the last
+    step whatever the data size and epoch cap; a T_max the user sets is kept."""
+    overrides = ["debug=fast", "model=regressor", "+model/scheduler=cosine", "trainer.max_epochs=3",
+                 "data.batch_size=16"]
+    _, objs = train(compose_train(overrides + ([f"+model.scheduler.T_max={t_max}"] if t_max else []), tmp_path))
+    trainer = objs["trainer"]
+    steps, lr = trainer.global_step, trainer.optimizers[0].param_groups[0]["lr"]
+    assert trainer.current_epoch == 3 and steps == 12
+    assert trainer.lr_scheduler_configs[0].scheduler.T_max == (t_max or steps)
+    assert (lr == pytest.approx(0.0, abs=1e-12)) == (t_max is None), lr
+
+
 #: Seeded test-KTau floors of the GIN regressor below (512 training cells, 20 epochs): about 2/3 of what
 #: seed 0 reaches (0.22 on nbgraph_pubmed .. 0.68 on nb201_imagenet16), and above what the same runs reach
 #: untrained (train=false: at most 0.12, nbgraph_arxiv) or at random (±0.01 on these 8,192 test cells).
