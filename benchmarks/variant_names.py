@@ -19,7 +19,8 @@ RECIPES: dict[str, tuple[str, tuple[str, ...]]] = {
     "best_nb201_small_flow_deep": ("renas_flow", ("data.batch_size=16", "pretrain=cell_stats_zc", "model.optimizer.lr=0.0003",
                                                   "model.encoder.layers=9")),
     "best_nb201_flow_pretrained": ("renas_flow", ("data.batch_size=64", "pretrain=cell_stats", "trainer.max_epochs=60")),
-    "best_nb201_flow_zc": ("renas_flow", ("data.batch_size=64", "pretrain=cell_stats_zc", "trainer.max_epochs=60")),
+    "best_nb201_flow_zc": ("renas_flow", ("data.batch_size=64", "pretrain=cell_stats_zc", "trainer.max_epochs=60",
+                                           "+model/scheduler=cosine")),
     "best_nb201": ("nar", ("ensemble=renas_gin",)),
     "best_nb101_small": ("nar", ("data.batch_size=32", "model.members=3", "ensemble=renas_dgin")),
     "best_nb101_small_flow": ("renas_flow", ("data.batch_size=32",)),
@@ -65,12 +66,30 @@ def phrase(override: str) -> str:
 
 
 def recipe_with_extras(method: str, overrides: list[str] | tuple[str, ...]) -> tuple[str, list[str]] | None:
-    """The recipe a variant adds overrides to, and those overrides (the recipe needing the fewest), or None;
-    e.g. ("nar", ["data.batch_size=16", "ensemble=renas_gin", "model.dropout=0.3"]) -> ("best_nb201_small", ["model.dropout=0.3"])."""
+    """The recipe a variant adds overrides to, and those overrides (the recipe needing the fewest, then the one
+    whose values it changes least), or None; an override of a config value (`model.optimizer.lr=...`, not a
+    group) may change the recipe's value, as it does on the command line after `experiment=`.
+    E.g. ("nar", ["data.batch_size=16", "ensemble=renas_gin", "model.dropout=0.3"]) -> ("best_nb201_small", ["model.dropout=0.3"])."""
     shown = shown_overrides(overrides)
-    fits = [(name, [o for o in shown if o not in recipe]) for name, (m, recipe) in RECIPES.items()
-            if m == method and set(recipe) <= set(shown)]
-    return min(fits, key=lambda fit: len(fit[1]), default=None)
+    values = {_value_key(o) for o in shown} - {None}
+    fits = []
+    for name, (m, recipe) in RECIPES.items():
+        changed = [o for o in recipe if o not in shown and _value_key(o) in values]
+        extras = len([o for o in shown if o not in recipe])
+        # a recipe whose values the variant changes is named only where that is still shorter than spelling the
+        # variant out (each changed value counted twice: it contradicts the recipe)
+        if m == method and set(recipe) - set(changed) <= set(shown) and (not changed or extras + len(changed) < len(shown)):
+            fits.append((extras, len(changed), name))
+    if not fits:
+        return None
+    name = min(fits)[2]
+    return name, [o for o in shown if o not in RECIPES[name][1]]
+
+
+def _value_key(override: str) -> str | None:
+    """`model.optimizer.lr` for "model.optimizer.lr=3e-4"; None for a group choice or an addition (`pretrain=`, `+x=`)."""
+    key = override.split("=", 1)[0]
+    return key if "." in key and not key.startswith(("+", "~")) and "/" not in key and "@" not in key else None
 
 
 def variant_name(method: str, overrides: list[str] | tuple[str, ...] = ()) -> str:
