@@ -14,6 +14,7 @@ import io
 import json
 import numbers
 import os
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -162,32 +163,71 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+def _flock(fd: int, waiting: Callable[[], None] | None) -> None:
+    """Exclusive flock on `fd`; `waiting` is called once first if another process holds it."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        if waiting is not None:
+            waiting()
+        fcntl.flock(fd, fcntl.LOCK_EX)
+
+
 @contextmanager
 def _locked(folder: Path, waiting: Callable[[], None] | None = None) -> Iterator[None]:
-    """Exclusive lock on the cache folder itself (flock on its fd), so no lock files are left behind.
+    """Exclusive lock on a folder itself (flock on its fd), so no lock files are left behind.
 
-    Every writer into a locked folder holds its lock, so once the lock is ours a `write_atomic` temp
-    file there (``.<name>.*.tmp``) belongs to a writer that was killed: it is removed.
     `waiting` is called once if another process holds the lock (a fetch may hold it for minutes).
     """
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     fd = os.open(folder, os.O_RDONLY)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if waiting is not None:
-                waiting()
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        for stale in folder.glob(".*.tmp"):
-            stale.unlink(missing_ok=True)
+        _flock(fd, waiting)
         yield
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
         if created and not any(folder.iterdir()):  # a failed first build leaves nothing behind
             folder.rmdir()
+
+
+@contextmanager
+def _locked_entry(path: Path, waiting: Callable[[], None] | None = None) -> Iterator[None]:
+    """Exclusive lock on one cache entry: a flock on ``.<name>.lock`` beside it, which its holder removes.
+
+    One lock per entry, not per folder, so that a build of many minutes (an encoder's pretraining) holds
+    up no other entry's build.  A lock file that its holder removed while we waited no longer guards the
+    entry, so the lock is taken again until the file locked is the one at the lock's path.  Every writer
+    of the entry holds its lock, so an entry's `write_atomic` temp file (``.<name>.*.tmp``) found once
+    the lock is ours belongs to a writer that was killed: it is removed.
+    """
+    created = not path.parent.exists()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.with_name(f".{path.name}.lock")
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            _flock(fd, waiting)
+            current = os.stat(lock).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            current = False
+        except BaseException:
+            os.close(fd)
+            raise
+        if current:
+            break
+        os.close(fd)  # closing releases the lock on the removed file
+        waiting = None
+    try:
+        for stale in path.parent.glob(f".{path.name}.*.tmp"):
+            stale.unlink(missing_ok=True)
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+        os.close(fd)
+        if created and not any(path.parent.iterdir()):  # a failed first build leaves nothing behind
+            path.parent.rmdir()
 
 
 def cache_path(name: str, sources: Sequence[Path], cache_dir: Path | None = None, extra: str = "") -> Path:
@@ -209,10 +249,9 @@ def cached_arrays(name: str, sources: Sequence[Path], build: Callable[[], dict[s
     `cache_dir=None` uses `default_cache_dir()`. Callers that must not cache call `build()` directly.
     """
     path = cache_path(name, sources, cache_dir, extra)
-    cache_dir = path.parent
     if (arrays := _read(path)) is not None:
         return arrays
-    with _locked(cache_dir):
+    with _locked_entry(path, waiting=lambda: print(f"waiting for another process building {path}", file=sys.stderr)):
         if (arrays := _read(path)) is not None:  # another process finished it while we waited
             return arrays
         arrays = build()

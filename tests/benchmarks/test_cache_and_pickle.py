@@ -89,6 +89,40 @@ def test_two_processes_build_one_valid_cache(tmp_path):
     assert len(list((tmp_path / "c").glob("*.npz"))) == 1
 
 
+def _hold_build(src, cache_dir, started, release) -> None:
+    """A build of entry "long" that runs until the test creates `release`."""
+
+    def build():
+        started.write_text("")
+        deadline = time.monotonic() + 30  # past it, a lock that serialises both builds lets the short one go
+        while not release.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return {"a": np.arange(3)}
+
+    cached_arrays("long", [src], build, cache_dir)
+
+
+def test_a_long_build_holds_up_no_other_entry(tmp_path):
+    """Another process pretraining for minutes must not block a different entry of the same cache."""
+    src, cache_dir, started, release = tmp_path / "src.txt", tmp_path / "c", tmp_path / "started", tmp_path / "release"
+    src.write_text("v1")
+    worker = get_context("spawn").Process(target=_hold_build, args=(src, cache_dir, started, release))
+    worker.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not started.exists():
+            assert worker.is_alive() and time.monotonic() < deadline, "the long build never started"
+            time.sleep(0.05)
+        out = cached_arrays("short", [src], _build_counter(tmp_path / "builds"), cache_dir)
+        assert list(out["a"]) == [0, 1, 2, 3, 4]
+        assert not list(cache_dir.glob("long-*.npz")), "the short build waited for the long one to finish"
+    finally:
+        release.write_text("")
+        worker.join(timeout=60)
+    assert worker.exitcode == 0
+    assert sorted(p.name.split("-")[0] for p in cache_dir.iterdir()) == ["long", "short"], "lock files are left behind"
+
+
 #: A child that builds a cache and is SIGKILLed halfway through writing it: its file write stops after
 #: half the bytes and touches argv[3] so the test knows the kill lands mid-write.
 HALF_WRITE_CHILD = """
@@ -121,15 +155,15 @@ def test_kill_during_cache_write_leaves_no_cache_and_next_load_rebuilds(tmp_path
     src.write_text("v1")
     child = subprocess.Popen([sys.executable, "-c", HALF_WRITE_CHILD, str(src), str(cache_dir), str(writing)], cwd=REPO_ROOT)
     kill_once_marked(child, writing, 120, "the child never started writing its cache")
-    (partial,) = list(cache_dir.iterdir())
-    assert partial.name.endswith(".tmp") and partial.stat().st_size > 0, "the kill landed mid-write of a temp file"
+    (partial,) = list(cache_dir.glob("*.tmp"))  # beside the killed writer's lock file
+    assert partial.stat().st_size > 0, "the kill landed mid-write of a temp file"
     assert not list(cache_dir.glob("*.npz")), "a half-written file sits where the cache is read from"
     out = cached_arrays("t", [src], _build_counter(marker), cache_dir)
     again = cached_arrays("t", [src], _build_counter(marker), cache_dir)
     assert marker.read_text() == "x", "the load after the kill rebuilt once, then reused the rebuilt cache"
     assert list(out["a"]) == list(again["a"]) == [0, 1, 2, 3, 4] and list(again["s"]) == ["ab", "cd"]
     assert not partial.exists() and [p.suffix for p in cache_dir.iterdir()] == [".npz"], \
-        "the killed writer's temp file is removed once the lock is taken"
+        "the killed writer's temp and lock files are removed once the entry is rebuilt"
 
 
 class _Evil:
