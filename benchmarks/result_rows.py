@@ -12,7 +12,7 @@ from typing import Iterable
 
 import numpy as np
 
-from variant_names import variant_name
+from variant_names import recipe_with_extras, shown_overrides, variant_name
 
 KEYS = ("method", "benchmark", "n_train", "n_val", "seed")
 #: Table baselines: they ignore the validation split, so they are shown beside the choice, never chosen.
@@ -66,7 +66,9 @@ def pick_on_val(variants: dict[str, dict[int, dict]]) -> str | None:
     """The variant with the higher mean validation KTau among those run with the most seeds there, compared
     over the seeds they all ran.  A variant probed with fewer seeds (a one-seed probe, a 3-seed paper variant
     beside 5-seed ones) neither competes nor shrinks the others' comparison to its seeds; below 3 seeds
-    anywhere, every variant competes."""
+    anywhere, every variant competes.  On equal validation KTau the variant closest to a named recipe wins (a
+    recipe, then a recipe plus the fewest overrides): a recipe and the run it was cut from (an epoch cap past
+    every best epoch) score the same, and the recipe is what a user runs."""
     present = {m: seeds for m, seeds in variants.items() if seeds}
     if not present:
         return None
@@ -80,7 +82,13 @@ def pick_on_val(variants: dict[str, dict[int, dict]]) -> str | None:
         values = [v for v in values if v is not None]
         return float(np.mean(values)) if values else -1.0
 
-    return max(present, key=val)
+    def overrides_beyond_a_recipe(m: str) -> int:
+        row = next(iter(present[m].values()))
+        shown = shown_overrides(row.get("overrides") or ())
+        fit = recipe_with_extras(row.get("method", ""), shown)
+        return len(fit[1]) if fit else len(shown) + 1
+
+    return max(present, key=lambda m: (val(m), -overrides_beyond_a_recipe(m)))
 
 
 def mean_std(values: list[float]) -> str:

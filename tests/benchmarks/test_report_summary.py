@@ -32,6 +32,23 @@ def test_only_variants_with_the_most_seeds_compete():
     assert "`model=nar`" in summary.summary_rows([r for r in table if r["seed"] < 3 and r["method"] != "gin_regressor"])[0][0]
 
 
+def test_a_recipe_wins_a_tie_on_validation():
+    """A recipe whose epoch cap is past every best epoch scores exactly as the run it was cut from."""
+    uncapped = ("data.batch_size=16",)
+    capped = (*uncapped, "trainer.max_epochs=60")
+    for first, second in ((uncapped, capped), (capped, uncapped)):
+        table = [*rows("renas_flow", [0.7, 0.8, 0.9], [0.6] * 3, overrides=first),
+                 *rows("renas_flow", [0.7, 0.8, 0.9], [0.6] * 3, overrides=second)]
+        assert "`experiment=best_nb201_small_flow trainer.max_epochs=60`" not in summary.summary_rows(table)[0][0]
+        assert "`experiment=best_nb201_small_flow`" in summary.summary_rows(table)[0][0]
+    # and a recipe plus one override beats the same run spelled out with more
+    deep = ("data.batch_size=16", "pretrain=cell_stats_zc", "model.optimizer.lr=0.0003", "model.encoder.layers=9")
+    for first, second in ((deep, (*deep, "trainer.max_epochs=90")), ((*deep, "trainer.max_epochs=90"), deep)):
+        table = [*rows("renas_flow", [0.7, 0.8, 0.9], [0.6] * 3, overrides=(*first, "pretrain.epochs=40")),
+                 *rows("renas_flow", [0.7, 0.8, 0.9], [0.6] * 3, overrides=(*second, "pretrain.epochs=40"))]
+        assert "`experiment=best_nb201_small_flow_deep pretrain.epochs=40`" in summary.summary_rows(table)[0][0]
+
+
 def test_another_target_is_named():
     table = rows("nar", [0.7] * 3, [0.6] * 3, target="cifar10/analog_acc")
     assert summary.summary_rows(table)[0][0].startswith("| AnalogNAS CIFAR-10 (analog_acc) | 78 |")
