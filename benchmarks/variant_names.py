@@ -17,7 +17,7 @@ RECIPES: dict[str, tuple[str, tuple[str, ...]]] = {
     "best_nb201_small_flow_pretrained": ("renas_flow", ("data.batch_size=16", "pretrain=cell_stats")),
     "best_nb201_small_flow_zc": ("renas_flow", ("data.batch_size=16", "pretrain=cell_stats_zc", "model.optimizer.lr=0.0003")),
     "best_nb201_small_flow_deep": ("renas_flow", ("data.batch_size=16", "pretrain=cell_stats_zc", "model.optimizer.lr=0.0003",
-                                                  "model.encoder.layers=9")),
+                                                  "model.encoder.layers=9", "trainer.max_epochs=90")),
     "best_nb201_flow_pretrained": ("renas_flow", ("data.batch_size=64", "pretrain=cell_stats", "trainer.max_epochs=60")),
     "best_nb201_flow_zc": ("renas_flow", ("data.batch_size=64", "pretrain=cell_stats_zc", "trainer.max_epochs=60",
                                            "+model/scheduler=cosine")),

@@ -55,7 +55,8 @@ def test_variant_names_read_as_settings() -> None:
     assert variant_names.recipe_with_extras("renas_flow", deeper) == ("best_nb201_small_flow_zc", ["model.encoder.layers=12"])
     assert variant_names.variant_name("renas_flow", deeper).endswith(", 12 encoder layers")
     # a variant that changes a recipe's value adds that override to it, as the command line would
-    slower = ["data.batch_size=16", "pretrain=cell_stats_zc", "model.optimizer.lr=0.0002", "model.encoder.layers=9"]
+    slower = ["data.batch_size=16", "pretrain=cell_stats_zc", "model.optimizer.lr=0.0002", "model.encoder.layers=9",
+              "trainer.max_epochs=90"]
     assert variant_names.recipe_with_extras("renas_flow", slower) == ("best_nb201_small_flow_deep", ["model.optimizer.lr=0.0002"])
     assert variant_names.recipe_with_extras("renas_flow", ["data.batch_size=16", "pretrain=cell_stats"]) == (
         "best_nb201_small_flow_pretrained", [])  # a group choice (pretrain=) is never read as a changed value
