@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(rows[-1], flush=True)
     result = {"threads": args.threads, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
               "load_avg_1min": round(os.getloadavg()[0], 2), "date": time.strftime("%Y-%m-%d %H:%M"), "rows": rows}
-    out = RESULTS.parent / "artifact_speed.json"
+    out = RESULTS / "artifact_speed.json"
     write_atomic(out, json.dumps(result, indent=1).encode())
     write_atomic(out.with_suffix(".md"), markdown(result).encode())
     return 0

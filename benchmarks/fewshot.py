@@ -34,7 +34,7 @@ from command_line import recorded_command
 from parallel import run_forked
 from ranking import RESULTS, Row, compose_cfg, read_rows
 
-JSONL = RESULTS.parent / "fewshot.jsonl"
+JSONL = RESULTS / "fewshot.jsonl"
 
 
 def fit_and_score(row: Row, tmp: str, accelerator: str) -> tuple[np.ndarray, object, str]:

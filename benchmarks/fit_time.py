@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--max-cells", type=int, default=1563)
-    p.add_argument("--results", type=Path, default=RESULTS.parent)
+    p.add_argument("--results", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     todo = cases(load_rows(args.results), args.max_cells)

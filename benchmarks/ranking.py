@@ -2,9 +2,10 @@
 
 Every row trains one ranker on `n_train` labelled cells (plus `n_val` validation cells that Lightning
 models use to keep their best epoch), scores the whole space, and reports test metrics over all
-remaining cells.  Rows are appended to `benchmarks/results/ranking.jsonl`; a rerun skips rows already
-there (rows that failed are retried), so an interrupted grid resumes where it stopped.
-`python benchmarks/make_report.py` turns the file into BENCHMARKS.md.
+remaining cells.  Rows are appended to `benchmarks/results/ranking_<benchmark>.jsonl` (one file per
+benchmark keeps each small enough to review as text), or all to `--out`; a rerun skips rows already there
+(rows that failed are retried), so an interrupted grid resumes where it stopped.
+`python benchmarks/make_report.py` turns the files into BENCHMARKS.md.
 
     python benchmarks/ranking.py --quick                       # NAR, GIN, baselines; ~6 min on 2 busy cores
     python benchmarks/ranking.py --grid baseline               # GIN regressor, NB201 CIFAR-10
@@ -50,7 +51,7 @@ from nasrank.models.baselines import BASELINES, torch_threads
 from command_line import recorded_command
 from parallel import run_forked
 
-RESULTS = REPO_ROOT / "benchmarks" / "results" / "ranking.jsonl"
+RESULTS = REPO_ROOT / "benchmarks" / "results"
 NB201 = ["nb201_cifar10", "nb201_cifar100", "nb201_imagenet16"]
 NB201_SIZES = [78, 156, 469, 781, 1563]  # 0.5 / 1 / 3 / 5 / 10 % of the 15,625 cells
 #: Hydra methods that are not simply `model=<name>`.
@@ -282,6 +283,11 @@ def read_rows(path: Path) -> Iterator[dict]:
             print(f"warning: skipping an unreadable line of {path}", file=sys.stderr)
 
 
+def results_file(benchmark: str, out: Path | None) -> Path:
+    """Where a row of `benchmark` is appended: `out` when given, else that benchmark's file in RESULTS."""
+    return out if out is not None else RESULTS / f"ranking_{benchmark}.jsonl"
+
+
 def done_keys(path: Path) -> set[str]:
     """Keys of rows that finished without error (failed rows are run again)."""
     return {Row(r["method"], r["benchmark"], r["n_train"], r["n_val"], r["seed"], tuple(r.get("overrides", []))).key()
@@ -316,7 +322,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1, help="torch/LightGBM threads per row (default 1, see run_row)")
     p.add_argument("--workers", type=int, default=1, help="rows run at once, each in its own process (machines with spare cores)")
     p.add_argument("--accelerator", choices=["cpu", "gpu"], default="cpu", help="Lightning accelerator (recorded in each row, not part of its key)")
-    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--out", type=Path, help="one results file for every row (default: benchmarks/results/ranking_<benchmark>.jsonl)")
     p.add_argument("--list", action="store_true", help="print the pending rows and exit")
     p.add_argument("--in-process", action="store_true", help="run rows in this process (debugging; RSS then accumulates)")
     args = p.parse_args(argv)
@@ -336,17 +342,19 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    done = done_keys(args.out)
+    files = sorted({results_file(r.benchmark, args.out) for r in rows})
+    done = set().union(*map(done_keys, files))
     pending = [r for r in rows if r.key() not in done]
-    print(f"{len(rows)} rows, {len(rows) - len(pending)} already in {args.out}, {len(pending)} to run", flush=True)
+    where = ", ".join(str(f) for f in files) or str(args.out or RESULTS)
+    print(f"{len(rows)} rows, {len(rows) - len(pending)} already in {where}, {len(pending)} to run", flush=True)
     if args.list:
         print("\n".join(map(str, pending)))
         return 0
     job = partial(run_row, threads=args.threads, accelerator=args.accelerator)
     died = lambda row, reason: {**asdict(row), "overrides": list(row.overrides), "error": reason}  # noqa: E731
     results = ((row, job(row)) for row in pending) if args.in_process else run_forked(job, pending, args.workers, died)
-    for i, (_, result) in enumerate(results, 1):
-        append(args.out, {**result, "command": command})
+    for i, (row, result) in enumerate(results, 1):
+        append(results_file(row.benchmark, args.out), {**result, "command": command})
         print(f"[{i}/{len(pending)}] {summary_line(result)}", flush=True)
     return 0
 

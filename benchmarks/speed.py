@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
               "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "threads": args.threads,
               "machine": f"{platform.machine()}, {os.cpu_count()} cores", "load_avg_1min": round(os.getloadavg()[0], 2),
               "date": time.strftime("%Y-%m-%d %H:%M")}
-    write_atomic(RESULTS.parent / "speed.json", json.dumps(result, indent=1).encode())
+    write_atomic(RESULTS / "speed.json", json.dumps(result, indent=1).encode())
     lines = ["## Speed (`python benchmarks/speed.py`)", "",
              f"{result['machine']}, {args.threads} torch threads, 1-min load average {result['load_avg_1min']} at the end; {result['date']}.", "",
              "| measurement | seconds / GiB | target | met |", "|---|---|---|---|"]
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
              "nb101_space_costs_s": "FLOPs/params of every node of all 423,624 NB101 cells",
              "peak_rss_gib": "peak RSS of the whole run (GiB)"}
     lines += [f"| {names[k]} | {result[k]:.2f} | ≤ {t:g} | {'yes' if result[k] <= t else 'no'} |" for k, t in TARGETS.items()]
-    write_atomic(RESULTS.parent / "speed.md", ("\n".join(lines) + "\n").encode())
+    write_atomic(RESULTS / "speed.md", ("\n".join(lines) + "\n").encode())
     print("\n".join(lines))
     return 0
 

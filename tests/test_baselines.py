@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -143,6 +144,22 @@ def test_rows_resume_and_failures_are_recorded(tmp_path: Path, analog) -> None:
     ranking.main(["--methods", "gbdt", "no_such_model", "--in-process", *common])
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["method"] for r in rows] == ["gbdt", "no_such_model", "no_such_model"]  # done row skipped, failure retried
+
+
+def test_rows_go_to_their_benchmarks_file_and_resume_from_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setattr(ranking, "RESULTS", tmp_path)
+    done = ranking.Row("gbdt", "nb201_cifar100", 80, 20, 0)
+    # a row stored under another benchmark's file is not this benchmark's: only its own file counts
+    for benchmark in ("nb201_cifar100", "nb201_cifar10"):
+        ranking.append(ranking.results_file(benchmark, None), {**asdict(done), "overrides": [], "test_ktau": 0.5})
+    assert ranking.results_file("nb201_cifar100", None) == tmp_path / "ranking_nb201_cifar100.jsonl"
+    assert ranking.results_file("nb201_cifar100", tmp_path / "x.jsonl") == tmp_path / "x.jsonl"
+    args = ["--methods", "gbdt", "--datasets", "nb201_cifar100", "nb201_imagenet16", "--sizes", "80", "--n-val", "20", "--seeds", "0", "--list"]
+    assert ranking.main(args) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("2 rows, 1 already in ") and "ranking_nb201_imagenet16.jsonl" in out.splitlines()[0]
+    assert "nb201_imagenet16" in out.splitlines()[1] and len(out.splitlines()) == 2
 
 
 def write_rows(path: Path) -> None:
