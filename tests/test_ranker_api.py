@@ -19,6 +19,7 @@ from nasrank import Ranker
 from nasrank.artifact import FILENAME
 from nasrank.benchmarks.analognas import load_analognas
 from nasrank.core import REPO_ROOT
+from nasrank.metrics import ranking_metrics
 from nasrank.training import ranker_of, train
 
 TARGET = "cifar10/baseline_acc"
@@ -68,6 +69,22 @@ def test_train_save_load_scores_identically(overrides, analog, tmp_path, one_thr
     # the scores rank the unseen cells: a broken artifact (wrong weights, shuffled encoding) could not
     truth = analog.target(TARGET)[rows]
     assert kendalltau(in_process, truth)[0] > 0.4
+
+
+def test_weight_averaging_reaches_the_test_and_the_artifact(analog, tmp_path, one_thread):
+    """With callbacks=ema the best checkpoint holds averaged weights beside the raw ones; the test must score
+    the averaged ones, as the saved ranker does (reloading the checkpoint in trainer.test would restore the raw)."""
+    out = tmp_path / "run"
+    tiny = [o for o in TINY if o not in ("callbacks=none", "+trainer.enable_progress_bar=false")]
+    metrics, objs = train(compose_train(["model=renas_gin", *tiny, "callbacks=ema", "callbacks.ema.decay=0.9", "~callbacks.progress_bar"], out))
+    ckpt = torch.load(objs["trainer"].checkpoint_callback.best_model_path, weights_only=False)
+    averaged, raw = ckpt["state_dict"], ckpt["current_model_state"]
+    assert any(not torch.equal(averaged[k], raw[k]) for k in averaged)
+    assert all(torch.equal(v, averaged[k]) for k, v in objs["model"].state_dict().items())
+    dm = objs["datamodule"]
+    test_rows = dm.split.test
+    scores = Ranker.load(out).score([analog.archs[i].to_str() for i in test_rows])
+    assert metrics["test/ktau"] == pytest.approx(ranking_metrics(torch.from_numpy(scores), torch.from_numpy(dm.values[test_rows]))["ktau"], abs=1e-4)  # float32 vs float64 ties
 
 
 def test_fit_from_python_equals_train_py(analog, tmp_path, one_thread):

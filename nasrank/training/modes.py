@@ -39,8 +39,10 @@ class SingleFit:
 
     def finish(self, datamodule, model: L.LightningModule, trainer: L.Trainer) -> tuple[L.LightningModule, str | None, bool]:
         """The fitted result, the checkpoint its test loads (None: as it is) and whether it needs its own validation."""
-        best = load_best(trainer, model)  # the saved ranker holds the weights the test scores
-        return model, "best" if best else None, False
+        # The test scores the model as loaded here, which the saved ranker holds too; re-reading the checkpoint
+        # in trainer.test would let a weight-averaging callback restore its raw (not averaged) weights instead.
+        load_best(trainer, model)
+        return model, None, False
 
     def ranker(self, datamodule, model: L.LightningModule) -> Ranker:
         return Ranker.of_fitted([("model", model, self.cfg.model, datamodule)], datamodule, **provenance(self.cfg))
