@@ -48,6 +48,8 @@ PHRASES = {
     "pretrain.": "pretrain {}",
     "data.zero_cost=true": "zero-cost inputs",
     "model.optimizer.lr=": "lr {}",
+    "callbacks=ema": "weight EMA",
+    "callbacks.ema.decay=": "EMA decay {}",
 }
 #: Overrides that name the benchmark's target or a member's trainer, not a different variant.
 SILENT = ("data.target=", "+ensemble.trainer.")
