@@ -9,6 +9,7 @@ run it on an otherwise idle machine.  Pretrained encoder weights and zero-cost t
 the caches first.  The limit is #24's: 2 minutes at n <= 1,563.
 
     python benchmarks/fit_time.py            # writes benchmarks/results/fit_time.{json,md}
+    python benchmarks/fit_time.py --missing  # times only chosen rankers fit_time.json lacks, keeps the others' rows
 """
 
 from __future__ import annotations
@@ -55,11 +56,20 @@ def timed_fit(row: Row, out: str) -> dict:
     return {"fit_s": metrics["time/fit_s"], "epochs": trainer.current_epoch, "steps": trainer.global_step}
 
 
+def _span(rows: list[dict], key: str) -> str:
+    """`min`, or `min to max`, of a field the rows record ("–" where none does)."""
+    values = sorted(str(r[key]) if key == "date" else r[key] for r in rows if key in r)
+    if not values:
+        return "–"
+    return f"{values[0]}" if values[0] == values[-1] else f"{values[0]} to {values[-1]}"
+
+
 def markdown(result: dict) -> str:
     lines = ["## Fit time of the recommended rankers (`python benchmarks/fit_time.py`)", "",
              f"Each ranker validation chooses in the summary, fitted once (seed 0) at the largest budget of at most "
-             f"{result['max_cells']:,} cells where it is chosen; {result['machine']}, {result['threads']} torch threads, "
-             f"1-min load average {result['load_avg_1min']} at the end; {result['date']}.  Steps: optimiser steps of "
+             f"{result['max_cells']:,} cells where it is chosen; {result['machine']}, {result['threads']} torch threads; "
+             f"measured {_span(result['rows'], 'date')}, 1-min load average {_span(result['rows'], 'load_avg_1min')} "
+             f"after each fit.  Steps: optimiser steps of "
              f"the ranker (an ensemble's members fit after it).  Limit: {LIMIT_S:.0f} s (#24).", "",
              "| recommended | benchmark | labelled cells | fit s | epochs | steps | ≤ limit |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['run']} | {r['benchmark']} | {r['n_train']:,} | {r['fit_s']:.0f} | {r['epochs']} | {r['steps']} | "
@@ -72,17 +82,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--max-cells", type=int, default=1563)
     p.add_argument("--results", type=Path, default=RESULTS)
+    p.add_argument("--missing", action="store_true", help="time only the chosen rankers the stored fit_time.json lacks; "
+                   "keep the stored rows of those still chosen (a new choice then costs one fit, not all of them)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     todo = cases(load_rows(args.results), args.max_cells)
+    stored = {r["run"]: r for r in json.loads((args.results / "fit_time.json").read_text())["rows"]} if args.missing else {}
     rows = []
     with tempfile.TemporaryDirectory(prefix="nasrank-fit-time-") as tmp:
         for i, (hint, row) in enumerate(todo):
+            if hint in stored:
+                rows.append(stored[hint])
+                continue
             timed_fit(replace(row, overrides=(*row.overrides, "trainer.max_epochs=1")), f"{tmp}/warm{i}")  # fills the caches
-            rows.append({"run": hint, "benchmark": row.benchmark, "n_train": row.n_train, **timed_fit(row, f"{tmp}/{i}")})
+            rows.append({"run": hint, "benchmark": row.benchmark, "n_train": row.n_train, **timed_fit(row, f"{tmp}/{i}"),
+                         "date": time.strftime("%Y-%m-%d %H:%M"), "load_avg_1min": round(os.getloadavg()[0], 2)})
             print(json.dumps(rows[-1]), flush=True)
-    result = {"rows": rows, "threads": args.threads, "max_cells": args.max_cells, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-              "load_avg_1min": round(os.getloadavg()[0], 2), "date": time.strftime("%Y-%m-%d %H:%M")}
+    result = {"rows": rows, "threads": args.threads, "max_cells": args.max_cells, "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
     write_atomic(args.results / "fit_time.json", json.dumps(result, indent=1).encode())
     write_atomic(args.results / "fit_time.md", markdown(result).encode())
     print(markdown(result))

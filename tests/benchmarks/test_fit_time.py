@@ -40,3 +40,22 @@ def test_summary_names_the_slowest_fit(tmp_path):
     (tmp_path / "fit_time.json").write_text(json.dumps(result))
     line = summary.fit_time_line(tmp_path / "fit_time.json")[0]
     assert "takes 12-101 s with 2 torch threads" in line and "slowest: `model=nar` at 1,563 cells" in line
+
+
+def test_missing_times_only_new_choices_and_drops_old_ones(tmp_path, monkeypatch):
+    stored = {"run": "`model=nar`", "benchmark": "nb201_cifar10", "n_train": 156, "fit_s": 50.0, "epochs": 9, "steps": 90,
+              "date": "2026-12-01 10:00", "load_avg_1min": 0.5}
+    gone = {**stored, "run": "`model=gin`"}
+    (tmp_path / "fit_time.json").write_text(json.dumps({"rows": [stored, gone], "threads": 2, "max_cells": 1563}))
+    todo = [("`model=nar`", fit_time.Row("nar", "nb201_cifar10", 156, 64, 0)),
+            ("`model=renas`", fit_time.Row("renas", "nb201_cifar10", 1563, 256, 0))]
+    timed = []
+    monkeypatch.setattr(fit_time, "load_rows", lambda results: [])
+    monkeypatch.setattr(fit_time, "cases", lambda rows, max_cells: todo)
+    monkeypatch.setattr(fit_time, "timed_fit", lambda row, out: timed.append(row) or {"fit_s": 80.0, "epochs": 3, "steps": 30})
+    assert fit_time.main(["--missing", "--results", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "fit_time.json").read_text())["rows"]
+    assert [r["run"] for r in rows] == ["`model=nar`", "`model=renas`"] and rows[0] == stored
+    assert [r.method for r in timed] == ["renas", "renas"]  # the cache-filling one-epoch run, then the timed fit
+    assert timed[0].overrides == ("trainer.max_epochs=1",) and rows[1]["fit_s"] == 80.0 and "date" in rows[1]
+    assert "measured 2026-12-01 10:00 to " in (tmp_path / "fit_time.md").read_text()
