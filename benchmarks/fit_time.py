@@ -58,7 +58,7 @@ def timed_fit(row: Row, out: str) -> dict:
 
 def _span(rows: list[dict], key: str) -> str:
     """`min`, or `min to max`, of a field the rows record ("–" where none does)."""
-    values = sorted(str(r[key]) if key == "date" else r[key] for r in rows if key in r)
+    values = sorted(r[key] for r in rows if key in r)
     if not values:
         return "–"
     return f"{values[0]}" if values[0] == values[-1] else f"{values[0]} to {values[-1]}"
@@ -77,6 +77,18 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def stored_rows(path: Path, threads: int) -> dict[str, dict]:
+    """Run hint -> stored row of `path` (none if it does not exist); rows timed with other thread counts are
+    not comparable, so they are refused rather than mixed into one table."""
+    if not path.is_file():
+        return {}
+    stored = json.loads(path.read_text())
+    if stored["threads"] != threads:
+        raise SystemExit(f"error: {path} was timed with {stored['threads']} threads, this run uses {threads}; "
+                         f"pass --threads {stored['threads']} or run without --missing")
+    return {r["run"]: r for r in stored["rows"]}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=2)
@@ -87,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     todo = cases(load_rows(args.results), args.max_cells)
-    stored = {r["run"]: r for r in json.loads((args.results / "fit_time.json").read_text())["rows"]} if args.missing else {}
+    stored = stored_rows(args.results / "fit_time.json", args.threads) if args.missing else {}
     rows = []
     with tempfile.TemporaryDirectory(prefix="nasrank-fit-time-") as tmp:
         for i, (hint, row) in enumerate(todo):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from conftest import load_script
 
 fit_time = load_script("fit_time")
@@ -59,3 +60,10 @@ def test_missing_times_only_new_choices_and_drops_old_ones(tmp_path, monkeypatch
     assert [r.method for r in timed] == ["renas", "renas"]  # the cache-filling one-epoch run, then the timed fit
     assert timed[0].overrides == ("trainer.max_epochs=1",) and rows[1]["fit_s"] == 80.0 and "date" in rows[1]
     assert "measured 2026-12-01 10:00 to " in (tmp_path / "fit_time.md").read_text()
+
+
+def test_missing_refuses_other_thread_counts_and_starts_from_nothing(tmp_path, capsys):
+    assert fit_time.stored_rows(tmp_path / "fit_time.json", 2) == {}
+    (tmp_path / "fit_time.json").write_text(json.dumps({"rows": [], "threads": 1, "max_cells": 1563}))
+    with pytest.raises(SystemExit, match="timed with 1 threads, this run uses 2; pass --threads 1"):
+        fit_time.stored_rows(tmp_path / "fit_time.json", 2)
